@@ -1,0 +1,60 @@
+# Thin wrapper around CMake and CTest. Every target installs what it needs first.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+# Flags passed to vigil-agent by `make run`, for example ARGS="--listen tcp://127.0.0.1:4245".
+ARGS ?=
+
+# Every Debian package the build, the tests and the benchmarks need.
+DEB_PACKAGES := \
+	build-essential cmake make pkg-config git \
+	clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev \
+	protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev \
+	libcli11-dev libgtest-dev libgmock-dev \
+	bpftrace iproute2 procps util-linux coreutils python3
+
+.PHONY: all deps build run test bench vmlinux format clean
+
+all: build
+
+# Idempotent: installs only what is missing, with one `apt-get update` first.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing:" $$missing; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+		echo "deps: all $(words $(DEB_PACKAGES)) Debian packages present"; \
+	fi
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Starts the agent in the foreground with built-in defaults (observe everything, enforce
+# nothing, API on unix:///run/vigil/vigil.sock). Stop it with Ctrl-C.
+run: build
+	$(BUILD)/agent/vigil-agent $(ARGS)
+
+# Every test tier: unit, bpf, privileged, e2e.
+test: build
+	cd $(BUILD) && ctest --output-on-failure --timeout 600
+
+bench: build
+	bench/run.sh $(BUILD)
+
+# Regenerates the committed vmlinux.h from the running kernel's BTF.
+vmlinux:
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/vmlinux/x86/vmlinux.h
+
+format:
+	find agent cli tests bench -name '*.cpp' -o -name '*.hpp' | xargs clang-format -i
+	find bpf/progs bpf/include/vigil_bpf bpf/abi tests/bpf -name '*.c' -o -name '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,93 @@
+// vigil-agent: flags and config -> Agent -> run until SIGINT/SIGTERM.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "common/log.hpp"
+#include "server/agent.hpp"
+
+int main(int argc, char** argv) {
+  vigil::server::AgentConfig cfg;
+  std::string logLevel = "info";
+
+  CLI::App app{
+      "vigil-agent: eBPF process observability for Kubernetes nodes.\n\n"
+      "Loads BPF programs on the exec, exit and fork tracepoints, keeps a table of every\n"
+      "process with its parent chain, and serves the events over gRPC (see `vigil events`).\n"
+      "Needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN for tp_btf) on Linux 5.8+ with BTF.",
+      "vigil-agent"};
+  app.footer(
+      "\nExamples:\n"
+      "  vigil-agent                                  defaults: API on unix:///run/vigil/vigil.sock\n"
+      "  vigil-agent --listen tcp://127.0.0.1:4245    also serve the API on TCP\n"
+      "  vigil-agent --event-ring-size 100000         keep more history for `vigil events --last`\n");
+  app.add_option("--api", cfg.apiAddress, "Unix socket for the gRPC API (created with mode 0600)")
+      ->capture_default_str();
+  app.add_option("--listen", cfg.listenAddress,
+                 "Also serve the API on TCP, e.g. tcp://127.0.0.1:4245 (no authentication: "
+                 "bind to loopback)");
+  app.add_option("--node-name", cfg.nodeName, "Node name in events and exec ids (default: host name)");
+  app.add_option("--ring-buffer-size", cfg.ringBufferBytes,
+                 "Kernel ring buffer in bytes: a power of two, at least 4096")
+      ->capture_default_str()
+      ->check([](const std::string& v) -> std::string {
+        unsigned long n = std::stoul(v);
+        if (n < 4096 || (n & (n - 1)) != 0) return "must be a power of two of at least 4096";
+        return "";
+      });
+  app.add_option("--event-ring-size", cfg.eventRingSize, "Recent events kept in memory for --last")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{10'000'000}));
+  app.add_option("--client-queue-size", cfg.clientQueueSize,
+                 "Events queued per following client before it is told it lost some")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{10'000'000}));
+  app.add_option("--process-table-size", cfg.processTableSize,
+                 "Processes tracked for parent chains (least recently used are evicted)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{64}, size_t{10'000'000}));
+  app.add_option("--log-level", logLevel, "debug, info, warn or error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "vigil-agent: " << e.what() << "\nRun 'vigil-agent --help' for usage.\n";
+    return 2;
+  }
+
+  using vigil::log::Level;
+  vigil::log::setLevel(logLevel == "debug"  ? Level::debug
+                       : logLevel == "warn" ? Level::warn
+                       : logLevel == "error" ? Level::error
+                                             : Level::info);
+  if (geteuid() != 0) {
+    vigil::log::warn("not running as root: loading BPF programs will likely fail");
+  }
+
+  // Block the stop signals in every thread; this one waits for them.
+  sigset_t stopSignals;
+  sigemptyset(&stopSignals);
+  sigaddset(&stopSignals, SIGINT);
+  sigaddset(&stopSignals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto agent = vigil::server::Agent::start(cfg);
+  if (!agent) {
+    vigil::log::error("cannot start: " + agent.error().message());
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&stopSignals, &sig);
+  vigil::log::info(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                   ", stopping");
+  (*agent)->stop();
+  return 0;
+}

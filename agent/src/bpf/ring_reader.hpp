@@ -1,0 +1,45 @@
+#pragma once
+
+// Reads the vigil_events ring buffer on its own thread. The sink runs on that thread for each
+// record and must not block: it checks, copies and queues (see server/pipeline).
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <thread>
+
+#include "common/error.hpp"
+
+struct ring_buffer;
+
+namespace vigil::bpf {
+
+class RingReader {
+ public:
+  using Sink = std::function<void(std::span<const uint8_t> record)>;
+  // Called on the reader thread after each batch of records (to wake a consumer once).
+  using BatchDone = std::function<void()>;
+
+  static Expected<std::unique_ptr<RingReader>> create(int mapFd, Sink sink, BatchDone done);
+  ~RingReader();
+  RingReader(const RingReader&) = delete;
+  RingReader& operator=(const RingReader&) = delete;
+
+  void start();
+  void stop();  // joins the thread; idempotent
+
+ private:
+  RingReader(Sink sink, BatchDone done) : sink_(std::move(sink)), done_(std::move(done)) {}
+  static int onRecord(void* self, void* data, size_t size);
+  void run();
+
+  Sink sink_;
+  BatchDone done_;
+  ring_buffer* rb_ = nullptr;
+  std::atomic<bool> running_{false};
+  std::thread thread_;
+};
+
+}  // namespace vigil::bpf

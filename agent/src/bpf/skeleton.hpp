@@ -1,0 +1,54 @@
+#pragma once
+
+// The agent's BPF programs (the vigil_bpf skeleton) behind an owner that cannot be copied.
+// create() opens, sizes, loads and attaches in that order, so nothing can be configured after
+// load; destruction detaches every program and frees every map.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+
+struct vigil_bpf;  // generated skeleton, only ever included by agent/src/bpf/*.cpp
+
+namespace vigil::bpf {
+
+struct LoadOptions {
+  // Size of the vigil_events ring buffer in bytes: a power of two, a multiple of the page size.
+  uint32_t ringBufferBytes = 8u << 20;
+};
+
+struct ProgramInfo {
+  std::string name;
+  std::string type;
+  std::string attachTo;
+  uint32_t id = 0;
+};
+
+class Skeleton {
+ public:
+  static Expected<std::unique_ptr<Skeleton>> create(const LoadOptions& options);
+  ~Skeleton();
+  Skeleton(const Skeleton&) = delete;
+  Skeleton& operator=(const Skeleton&) = delete;
+
+  int eventsMapFd() const;
+  // Every per-CPU counter of enum vigil_stat, summed over CPUs, indexed by stat id.
+  Expected<std::vector<uint64_t>> readStats() const;
+  std::vector<ProgramInfo> programs() const;
+
+ private:
+  explicit Skeleton(vigil_bpf* skel) : skel_(skel) {}
+  vigil_bpf* skel_;
+};
+
+// Name of stat id i ("exec_lost_ringbuf_full", ...), from the shared ABI header.
+const char* statName(size_t id);
+size_t statCount();
+
+// Routes libbpf's own messages to the agent log (warnings and up, or everything at debug).
+void installLibbpfLogger();
+
+}  // namespace vigil::bpf

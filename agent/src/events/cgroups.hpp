@@ -1,0 +1,44 @@
+#pragma once
+
+// cgroup v2 id -> path. The id the kernel reports is the inode number of the cgroup's
+// directory in the cgroup2 filesystem, so a path is found by stat()ing directories there.
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace vigil::events {
+
+// Where cgroup2 is mounted, from a mountinfo file (/proc/self/mountinfo). On a hybrid host it
+// is usually /sys/fs/cgroup/unified, on a pure v2 host /sys/fs/cgroup.
+std::optional<std::string> findCgroup2Mount(const std::string& mountinfoPath);
+
+class CgroupPaths {
+ public:
+  // An empty mountPoint disables resolution (every path is "").
+  CgroupPaths(std::string mountPoint, std::string procRoot);
+
+  // The path relative to the cgroup2 root ("/" for the root, "/system.slice/x.service"), or ""
+  // when unknown. pidHint names a process that was in that cgroup, to try its
+  // /proc/PID/cgroup before rescanning the whole hierarchy (at most once a second).
+  std::string pathFor(uint64_t id, uint32_t pidHint);
+
+  // The id of a path relative to the root, or nothing when it does not exist.
+  std::optional<uint64_t> idOf(const std::string& relPath) const;
+
+  const std::string& mountPoint() const { return mountPoint_; }
+
+ private:
+  void rescan();
+
+  std::string mountPoint_;
+  std::string procRoot_;
+  std::mutex mutex_;
+  std::unordered_map<uint64_t, std::string> cache_;  // guarded by mutex_
+  std::chrono::steady_clock::time_point lastScan_{};  // guarded by mutex_
+};
+
+}  // namespace vigil::events

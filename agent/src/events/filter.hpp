@@ -1,0 +1,34 @@
+#pragma once
+
+// Which events a GetEvents client asked for. Repeated values of one filter are OR'ed,
+// different filters AND'ed; lost records always pass so a client always learns of its gaps.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "vigil/v1/vigil.pb.h"
+
+namespace vigil::events {
+
+class EventFilter {
+ public:
+  // Rejects values that cannot match anything (unknown types, empty binaries, pid 0).
+  static Expected<EventFilter> fromRequest(const v1::GetEventsRequest& request);
+
+  bool matches(const v1::Event& event) const;
+
+ private:
+  std::vector<v1::EventType> types_;
+  std::vector<uint32_t> pids_;
+  std::vector<std::string> exact_;
+  std::vector<std::string> prefixes_;
+  std::optional<google::protobuf::Timestamp> since_;
+};
+
+// The process an event is about, or nullptr for events without one.
+const v1::Process* processOf(const v1::Event& event);
+
+}  // namespace vigil::events

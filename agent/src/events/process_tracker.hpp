@@ -1,0 +1,52 @@
+#pragma once
+
+// Turns decoded kernel records into API events, keeping the process table that gives each
+// event its parent chain and exec ids.
+
+#include <optional>
+#include <string>
+
+#include "events/cgroups.hpp"
+#include "events/clock.hpp"
+#include "events/process_table.hpp"
+#include "events/records.hpp"
+#include "vigil/v1/vigil.pb.h"
+
+namespace vigil::events {
+
+struct TrackerOptions {
+  std::string nodeName;
+  size_t tableCapacity = 32768;
+  size_t maxAncestors = 32;
+};
+
+// "<node>:<start ns>:<pid>": unique on a node, stable for one execution.
+std::string makeExecId(const std::string& node, uint64_t startNs, uint32_t pid);
+
+class ProcessTracker {
+ public:
+  ProcessTracker(TrackerOptions options, Clock clock, CgroupPaths* cgroups);
+
+  // An event for exec and exit records; nothing for fork records, which only feed the table.
+  std::optional<v1::Event> onRecord(const Record& record);
+
+  // Seeds the table with the processes alive now, from procRoot (normally /proc). Returns how
+  // many were added.
+  size_t seedFromProc(const std::string& procRoot);
+
+  const ProcessTable& table() const { return table_; }
+
+ private:
+  v1::Event onExec(const ExecRecord& r);
+  v1::Event onExit(const ExitRecord& r);
+  void onFork(const ForkRecord& r);
+  v1::Event newEvent(uint64_t ktimeNs, v1::EventType type, uint32_t ppid);
+  std::string cgroupPath(uint64_t id, uint32_t pid);
+
+  TrackerOptions options_;
+  Clock clock_;
+  CgroupPaths* cgroups_;
+  ProcessTable table_;
+};
+
+}  // namespace vigil::events

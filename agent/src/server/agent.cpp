@@ -1,0 +1,290 @@
+#include "server/agent.hpp"
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <vigil/records.h>
+#include <vigil/stats.h>
+
+#include "common/log.hpp"
+#include "events/records.hpp"
+
+#ifndef VIGIL_VERSION
+#define VIGIL_VERSION "dev"
+#endif
+
+namespace vigil::server {
+namespace {
+
+constexpr auto kLossCheckInterval = std::chrono::milliseconds(250);
+
+std::string hostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+
+v1::EventType apiType(size_t recordType) {
+  switch (recordType) {
+    case VIGIL_REC_EXEC: return v1::EVENT_TYPE_EXEC;
+    case VIGIL_REC_EXIT: return v1::EVENT_TYPE_EXIT;
+    default: return v1::EVENT_TYPE_UNSPECIFIED;  // fork records: lineage only
+  }
+}
+
+// Kernel stat counting ring-buffer-full losses for a record type.
+int lostStat(size_t recordType) {
+  switch (recordType) {
+    case VIGIL_REC_EXEC: return VIGIL_STAT_EXEC_LOST;
+    case VIGIL_REC_EXIT: return VIGIL_STAT_EXIT_LOST;
+    case VIGIL_REC_FORK: return VIGIL_STAT_FORK_LOST;
+    default: return -1;
+  }
+}
+
+google::protobuf::Duration toDuration(std::chrono::steady_clock::duration d) {
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  google::protobuf::Duration out;
+  out.set_seconds(ns / 1'000'000'000);
+  out.set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
+  return out;
+}
+
+}  // namespace
+
+Agent::Agent(const AgentConfig& config)
+    : config_(config), hub_(config.eventRingSize, config.clientQueueSize) {}
+
+Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
+  std::unique_ptr<Agent> agent(new Agent(config));
+  AgentConfig& cfg = const_cast<AgentConfig&>(agent->config_);
+  if (cfg.nodeName.empty()) cfg.nodeName = hostName();
+
+  auto unixEndpoint = api::parseEndpoint(cfg.apiAddress);
+  if (!unixEndpoint) return Error(EINVAL, "--api " + unixEndpoint.error().context());
+  if (unixEndpoint->kind != api::Endpoint::Kind::unix_socket)
+    return Error(EINVAL, "--api must be a unix:// address; use --listen for TCP");
+  std::optional<api::Endpoint> tcpEndpoint;
+  if (!cfg.listenAddress.empty()) {
+    auto ep = api::parseEndpoint(cfg.listenAddress);
+    if (!ep) return Error(EINVAL, "--listen " + ep.error().context());
+    if (ep->kind != api::Endpoint::Kind::tcp)
+      return Error(EINVAL, "--listen must be a tcp:// address");
+    tcpEndpoint = *ep;
+  }
+
+  bpf::installLibbpfLogger();
+  agent->capabilities_ = bpf::probeKernel();
+  for (const auto& c : agent->capabilities_) {
+    log::info("capability " + c.name + ": " + (c.available ? "yes" : "no") + " (" + c.detail +
+              ")");
+  }
+  auto has = [&](const char* name) {
+    for (const auto& c : agent->capabilities_)
+      if (c.name == name) return c.available;
+    return false;
+  };
+  if (!has("btf")) return Error(ENOTSUP, "this kernel has no BTF; Vigil needs Linux 5.8+ with BTF");
+  if (!has("ring_buffer")) return Error(ENOTSUP, "this kernel has no BPF ring buffer (5.8+)");
+  if (!has("tp_btf"))
+    return Error(ENOTSUP, "this kernel refuses tp_btf programs, which process events need");
+
+  auto cgMount = events::findCgroup2Mount(cfg.procRoot + "/self/mountinfo");
+  if (!cgMount) log::warn("no cgroup2 mount found: events will carry cgroup ids without paths");
+  agent->cgroups_ = std::make_unique<events::CgroupPaths>(cgMount.value_or(""), cfg.procRoot);
+  agent->tracker_ = std::make_unique<events::ProcessTracker>(
+      events::TrackerOptions{cfg.nodeName, cfg.processTableSize, 32}, events::Clock(),
+      agent->cgroups_.get());
+
+  // Attach first, then seed: a process that starts in between is seen by both, and the
+  // kernel's record simply replaces the /proc entry.
+  auto skel = bpf::Skeleton::create({cfg.ringBufferBytes});
+  if (!skel) return skel.error();
+  agent->skel_ = std::move(skel.value());
+  size_t seeded = agent->tracker_->seedFromProc(cfg.procRoot);
+  log::info("process table seeded with " + std::to_string(seeded) + " processes from " +
+            cfg.procRoot);
+
+  Agent* self = agent.get();
+  auto reader = bpf::RingReader::create(
+      agent->skel_->eventsMapFd(), [self](std::span<const uint8_t> r) { self->onRecord(r); },
+      [self] { self->queueReady_.notify_one(); });
+  if (!reader) return reader.error();
+  agent->reader_ = std::move(reader.value());
+
+  agent->service_ = std::make_unique<api::VigilService>(agent->hub_,
+                                                        [self] { return self->status(); });
+  auto server = api::ApiServer::start(*unixEndpoint, tcpEndpoint, agent->service_.get());
+  if (!server) return server.error();
+  agent->server_ = std::move(server.value());
+  agent->apiDescription_ = cfg.apiAddress;
+  if (tcpEndpoint) agent->apiDescription_ += " and " + cfg.listenAddress;
+
+  agent->processor_ = std::thread([self] { self->processLoop(); });
+  agent->reader_->start();
+  for (const auto& p : agent->skel_->programs()) {
+    log::info("attached " + p.name + " (" + p.type + "/" + p.attachTo + ", id " +
+              std::to_string(p.id) + ")");
+  }
+  log::info("vigil-agent " VIGIL_VERSION " ready on node " + cfg.nodeName + ", API on " +
+            agent->apiDescription_);
+  return agent;
+}
+
+Agent::~Agent() { stop(); }
+
+void Agent::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  hub_.close();  // ends following streams, so the server can shut down promptly
+  if (server_) server_->shutdown();
+  if (reader_) reader_->stop();
+  {
+    std::lock_guard lock(queueMutex_);
+    stopping_ = true;
+  }
+  queueReady_.notify_all();
+  if (processor_.joinable()) processor_.join();
+  reader_.reset();
+  skel_.reset();  // detaches every program, frees every map
+  log::info("stopped: all BPF programs detached");
+}
+
+void Agent::onRecord(std::span<const uint8_t> raw) {
+  uint16_t type = events::peekType(raw);
+  if (type >= kTypes) type = 0;
+  std::lock_guard lock(queueMutex_);
+  if (queue_.size() >= config_.recordQueueSize) {
+    agentDropped_[type]++;
+    return;
+  }
+  queue_.emplace_back(raw.begin(), raw.end());
+}
+
+void Agent::processLoop() {
+  std::deque<std::vector<uint8_t>> batch;
+  auto nextLossCheck = std::chrono::steady_clock::now();
+  size_t malformedLogged = 0;
+  for (;;) {
+    {
+      std::unique_lock lock(queueMutex_);
+      queueReady_.wait_for(lock, kLossCheckInterval,
+                           [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_ && queue_.empty()) break;
+      batch.swap(queue_);
+    }
+    for (const auto& raw : batch) {
+      uint16_t type = events::peekType(raw);
+      if (type >= kTypes) type = 0;
+      auto record = events::decode(raw);
+      if (!record) {
+        malformed_[type]++;
+        if (malformedLogged++ < 10) log::warn(record.error().message());
+        continue;
+      }
+      seen_[type]++;
+      if (auto ev = tracker_->onRecord(*record)) hub_.publish(std::move(*ev));
+    }
+    batch.clear();
+    tableSize_ = tracker_->table().size();
+    tableEvictions_ = tracker_->table().evictions();
+    auto now = std::chrono::steady_clock::now();
+    if (now >= nextLossCheck) {
+      reportLosses();
+      nextLossCheck = now + kLossCheckInterval;
+    }
+  }
+  reportLosses();
+}
+
+// Turns new kernel and agent-queue losses into LostEvents on the stream.
+void Agent::reportLosses() {
+  auto stats = skel_->readStats();
+  for (size_t t = 1; t < kTypes; t++) {
+    int stat = lostStat(t);
+    uint64_t kernel = stats && stat >= 0 ? stats.value()[stat] : reportedKernelLost_[t];
+    uint64_t agent = agentDropped_[t].load();
+    for (auto [total, reported, source] :
+         {std::tuple{kernel, &reportedKernelLost_[t], "kernel"},
+          std::tuple{agent, &reportedAgentLost_[t], "agent"}}) {
+      if (total <= *reported) continue;
+      v1::Event ev;
+      *ev.mutable_time() = events::Clock().toTimestamp(events::Clock::monotonicNowNs());
+      ev.set_node_name(config_.nodeName);
+      ev.set_type(v1::EVENT_TYPE_LOST);
+      ev.mutable_lost()->set_source(source);
+      ev.mutable_lost()->set_count(total - *reported);
+      ev.mutable_lost()->set_lost_type(apiType(t));
+      log::warn(std::to_string(total - *reported) + " " +
+                (t == VIGIL_REC_EXEC ? "exec" : t == VIGIL_REC_EXIT ? "exit" : "fork") +
+                " records lost in the " + source +
+                (std::string(source) == "kernel" ? " (ring buffer full)" : " (queue full)"));
+      *reported = total;
+      hub_.publish(std::move(ev));
+    }
+  }
+}
+
+v1::GetStatusResponse Agent::status() const {
+  v1::GetStatusResponse s;
+  s.set_version(VIGIL_VERSION);
+  s.set_node_name(config_.nodeName);
+  utsname u{};
+  if (uname(&u) == 0) s.set_kernel(std::string(u.sysname) + " " + u.release + " " + u.machine);
+  *s.mutable_uptime() = toDuration(std::chrono::steady_clock::now() - started_);
+  for (const auto& c : capabilities_) {
+    auto* cap = s.add_capabilities();
+    cap->set_name(c.name);
+    cap->set_available(c.available);
+    cap->set_detail(c.detail);
+    cap->set_in_use(c.name == "tp_btf" || c.name == "ring_buffer" || c.name == "btf" ||
+                    c.name == "cgroup_v2");
+  }
+  if (skel_) {
+    for (const auto& p : skel_->programs()) {
+      auto* prog = s.add_programs();
+      prog->set_name(p.name);
+      prog->set_type(p.type);
+      prog->set_attach_to(p.attachTo);
+      prog->set_id(p.id);
+    }
+  }
+  std::vector<uint64_t> stats;
+  if (skel_) {
+    auto r = skel_->readStats();
+    if (r) stats = r.value();
+  }
+  for (size_t t : {VIGIL_REC_EXEC, VIGIL_REC_EXIT}) {
+    auto* c = s.add_events();
+    c->set_type(apiType(t));
+    c->set_seen(seen_[t]);
+    c->set_malformed(malformed_[t]);
+    int stat = lostStat(t);
+    if (!stats.empty() && stat >= 0) c->set_lost_kernel(stats[stat]);
+  }
+  for (size_t i = 0; i < stats.size(); i++) {
+    auto* k = s.add_kernel_stats();
+    k->set_name(bpf::statName(i));
+    k->set_value(stats[i]);
+  }
+  // Records that reached the agent but found its queue full, and fork records: as stats too.
+  auto* k = s.add_kernel_stats();
+  k->set_name("agent_queue_dropped");
+  uint64_t dropped = 0;
+  for (const auto& d : agentDropped_) dropped += d;
+  k->set_value(dropped);
+  k = s.add_kernel_stats();
+  k->set_name("fork_records_seen");
+  k->set_value(seen_[VIGIL_REC_FORK]);
+  s.set_clients(static_cast<uint32_t>(hub_.clients()));
+  s.set_client_events_dropped(hub_.clientDropped());
+  s.set_event_ring_size(hub_.ringSize());
+  s.set_event_ring_capacity(hub_.ringCapacity());
+  s.set_process_table_size(tableSize_);
+  s.set_process_table_capacity(config_.processTableSize);
+  s.set_process_table_evictions(tableEvictions_);
+  s.set_api_address(apiDescription_);
+  return s;
+}
+
+}  // namespace vigil::server

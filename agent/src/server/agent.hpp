@@ -1,0 +1,82 @@
+#pragma once
+
+// The running agent: kernel probes, BPF programs, the reader and decoder threads, the event
+// hub and the API server, started in that order and stopped in reverse.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "bpf/feature_probe.hpp"
+#include "bpf/ring_reader.hpp"
+#include "bpf/skeleton.hpp"
+#include "common/error.hpp"
+#include "events/cgroups.hpp"
+#include "events/process_tracker.hpp"
+#include "export/api_server.hpp"
+#include "export/grpc_service.hpp"
+#include "server/config.hpp"
+#include "server/event_hub.hpp"
+
+namespace vigil::server {
+
+class Agent {
+ public:
+  // Any failure here is fatal and explained: the error says what could not be done.
+  static Expected<std::unique_ptr<Agent>> start(const AgentConfig& config);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Detaches every program and stops every thread; idempotent.
+  void stop();
+
+  v1::GetStatusResponse status() const;
+  EventHub& hub() { return hub_; }
+
+ private:
+  explicit Agent(const AgentConfig& config);
+  void onRecord(std::span<const uint8_t> raw);  // reader thread; never blocks
+  void processLoop();                            // decoder thread
+  void reportLosses();
+
+  // Per record type (enum vigil_record_type), index 0 unused.
+  static constexpr size_t kTypes = 4;
+  using Counters = std::array<std::atomic<uint64_t>, kTypes>;
+
+  const AgentConfig config_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::vector<bpf::Capability> capabilities_;
+  std::unique_ptr<events::CgroupPaths> cgroups_;
+  std::unique_ptr<events::ProcessTracker> tracker_;  // decoder thread only, after start
+  EventHub hub_;
+  std::unique_ptr<bpf::Skeleton> skel_;
+  std::unique_ptr<bpf::RingReader> reader_;
+  std::unique_ptr<api::VigilService> service_;
+  std::unique_ptr<api::ApiServer> server_;
+  std::string apiDescription_;
+
+  std::mutex queueMutex_;
+  std::condition_variable queueReady_;
+  std::deque<std::vector<uint8_t>> queue_;  // guarded by queueMutex_
+  bool stopping_ = false;                   // guarded by queueMutex_
+  std::thread processor_;
+
+  Counters seen_{};
+  Counters malformed_{};
+  Counters agentDropped_{};
+  std::atomic<uint64_t> tableSize_{0};
+  std::atomic<uint64_t> tableEvictions_{0};
+  // Loss counts already turned into LostEvents (decoder thread only).
+  std::array<uint64_t, kTypes> reportedKernelLost_{};
+  std::array<uint64_t, kTypes> reportedAgentLost_{};
+  bool stopped_ = false;
+};
+
+}  // namespace vigil::server

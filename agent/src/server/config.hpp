@@ -1,0 +1,22 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace vigil::server {
+
+// Everything vigil-agent can be told at start-up. The defaults are the built-in behaviour of
+// `make run`: observe everything, enforce nothing, API on a unix socket.
+struct AgentConfig {
+  std::string apiAddress = "unix:///run/vigil/vigil.sock";
+  std::string listenAddress;  // optional extra TCP listener, "tcp://HOST:PORT"
+  std::string nodeName;       // default: the host name
+  std::string procRoot = "/proc";
+  uint32_t ringBufferBytes = 8u << 20;  // kernel -> agent ring buffer
+  size_t recordQueueSize = 65536;       // records between the reader and the decoder
+  size_t eventRingSize = 8192;          // recent events kept for --last
+  size_t clientQueueSize = 4096;        // per following client
+  size_t processTableSize = 32768;
+};
+
+}  // namespace vigil::server
