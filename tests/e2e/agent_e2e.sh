@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# End to end: the real vigil-agent and vigil binaries. Starts the agent on a private socket,
+# runs a command, finds it with `vigil events --last`, then kills the agent (SIGKILL, then
+# SIGTERM on a second run) and checks that none of its BPF programs is left in the kernel.
+set -euo pipefail
+
+BUILD=${1:?usage: agent_e2e.sh BUILD_DIR}
+AGENT=$BUILD/agent/vigil-agent
+VIGIL=$BUILD/cli/vigil
+
+if [ "$(id -u)" != 0 ]; then
+  echo "SKIP: needs root to load BPF programs"
+  exit 77
+fi
+
+tmp=$(mktemp -d /tmp/vigil-e2e.XXXXXX)
+sock=$tmp/vigil.sock
+agent_pid=
+cleanup() {
+  if [ -n "$agent_pid" ] && kill -0 "$agent_pid" 2>/dev/null; then
+    kill -9 "$agent_pid" 2>/dev/null || true
+    wait "$agent_pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  echo "--- agent log ---" >&2
+  tail -n 30 "$tmp/agent.log" >&2 || true
+  exit 1
+}
+
+vigil() { "$VIGIL" --server "unix://$sock" "$@"; }
+
+start_agent() {
+  "$AGENT" --api "unix://$sock" --node-name e2e "$@" >"$tmp/agent.log" 2>&1 &
+  agent_pid=$!
+  for _ in $(seq 1 100); do
+    vigil status -o json >"$tmp/status.json" 2>/dev/null && return 0
+    kill -0 "$agent_pid" 2>/dev/null || fail "vigil-agent exited during start-up"
+    sleep 0.2
+  done
+  fail "vigil-agent did not answer on $sock within 20 s"
+}
+
+program_ids() {
+  python3 -c 'import json,sys; print(" ".join(str(p["id"]) for p in json.load(open(sys.argv[1]))["programs"]))' "$1"
+}
+
+# Each id must be gone from the kernel once the agent process is gone. The kernel frees a
+# program from a work queue after its last reference closes, so allow it a moment.
+check_detached() {
+  local ids=$1 id left
+  for _ in $(seq 1 50); do
+    left=
+    for id in $ids; do
+      bpftool prog show id "$id" >/dev/null 2>&1 && left="$left $id"
+    done
+    [ -z "$left" ] && return 0
+    sleep 0.1
+  done
+  fail "BPF program ids$left are still loaded 5 s after the agent stopped"
+}
+
+# --- 1. events reach the CLI
+start_agent
+mode=$(stat -c %a "$sock")
+[ "$mode" = 600 ] || fail "API socket mode is $mode, expected 600"
+ids=$(program_ids "$tmp/status.json")
+[ -n "$ids" ] || fail "vigil status lists no attached programs"
+echo "agent up, programs: $ids"
+
+marker="vigil-e2e-$$-$RANDOM"
+/bin/echo "$marker" >/dev/null
+found=
+for _ in $(seq 1 50); do
+  if vigil events --last 500 --type exec -o json >"$tmp/events.json" && grep -q "$marker" "$tmp/events.json"; then
+    found=1
+    break
+  fi
+  sleep 0.1
+done
+[ -n "$found" ] || fail "vigil events --last 500 never showed the exec of /bin/echo $marker"
+python3 - "$tmp/events.json" "$marker" <<'PY' || fail "exec event of the marker has wrong fields"
+import json, os, sys
+path, marker = sys.argv[1], sys.argv[2]
+for line in open(path):
+    ev = json.loads(line)
+    proc = ev.get("exec", {}).get("process", {})
+    if marker in proc.get("args", []):
+        assert proc["binary"] == os.path.realpath("/bin/echo"), proc["binary"]
+        assert ev["node_name"] == "e2e", ev
+        assert proc["exec_id"].startswith("e2e:"), proc["exec_id"]
+        sys.exit(0)
+sys.exit("marker not found in JSON events")
+PY
+vigil events --last 500 -o compact --no-color >"$tmp/events.txt"
+grep -q "exec .*$marker" "$tmp/events.txt" || fail "compact output lacks the marker"
+echo "exec of /bin/echo $marker seen through vigil events --last"
+
+# --- 2. bad flags: exit code 2
+set +e
+vigil events --type nonsense >/dev/null 2>"$tmp/err"
+rc=$?
+set -e
+[ "$rc" = 2 ] || fail "vigil events --type nonsense exited $rc, expected 2"
+
+# --- 3. SIGKILL leaves nothing attached
+kill -9 "$agent_pid"
+wait "$agent_pid" 2>/dev/null || true
+agent_pid=
+check_detached "$ids"
+echo "after SIGKILL: programs $ids are gone"
+
+# --- 4. the CLI names the socket when the agent is not running
+set +e
+vigil status >/dev/null 2>"$tmp/err"
+rc=$?
+set -e
+[ "$rc" = 1 ] || fail "vigil status without an agent exited $rc, expected 1"
+grep -q "$sock" "$tmp/err" || fail "the unreachable-agent message does not name $sock"
+
+# --- 5. a restart over the stale socket, with a 16 KiB ring buffer. Freeze the agent
+# (SIGSTOP), overflow the ring with execs, thaw it: the losses are counted in the kernel and
+# reported on the stream and in status.
+start_agent --ring-buffer-size 16384
+ids=$(program_ids "$tmp/status.json")
+kill -STOP "$agent_pid"
+for _ in $(seq 1 300); do /bin/true; done
+kill -CONT "$agent_pid"
+lost=
+for _ in $(seq 1 50); do
+  vigil events --last 8192 -o json >"$tmp/events.json"
+  if grep -q EVENT_TYPE_LOST "$tmp/events.json"; then lost=1; break; fi
+  sleep 0.1
+done
+[ -n "$lost" ] || fail "no lost event on the stream after overflowing the ring buffer"
+vigil status -o json >"$tmp/status.json"
+python3 - "$tmp/events.json" "$tmp/status.json" <<'PY' || fail "lost counts disagree"
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1])]
+reported = sum(int(e["lost"]["count"]) for e in events
+               if e["type"] == "EVENT_TYPE_LOST" and e["lost"]["source"] == "kernel")
+status = json.load(open(sys.argv[2]))
+kernel = sum(int(c.get("lost_kernel", 0)) for c in status["events"])
+stats = {s["name"]: int(s.get("value", 0)) for s in status["kernel_stats"]}
+kernel += stats["fork_lost_ringbuf_full"]
+assert reported > 0, "no kernel losses reported"
+assert reported == kernel, f"stream reported {reported}, status counts {kernel}"
+print(f"{reported} records lost in the kernel, all reported on the stream")
+PY
+vigil events --last 8192 --no-color >"$tmp/events.txt"
+grep -q ' !! .*lost (kernel ring buffer full)' "$tmp/events.txt" || fail "compact output does not show the lost-events line"
+
+# --- 6. SIGTERM: clean exit, nothing left
+kill -TERM "$agent_pid"
+rc=0
+wait "$agent_pid" || rc=$?
+agent_pid=
+[ "$rc" = 0 ] || fail "vigil-agent exited $rc on SIGTERM, expected 0"
+check_detached "$ids"
+[ ! -e "$sock" ] || fail "the API socket was left behind after SIGTERM"
+grep -q "all BPF programs detached" "$tmp/agent.log" || fail "no clean-stop message in the log"
+echo "after SIGTERM: clean exit, programs $ids gone, socket removed"
+echo "PASS"
