@@ -1,0 +1,484 @@
+#include "cli/src/format.hpp"
+
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cinttypes>
+#include <cstdio>
+#include <ctime>
+
+namespace vigil::cli {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+// ANSI SGR sequences; empty means "leave the text as it is".
+constexpr std::string_view kDim = "2";
+constexpr std::string_view kGreen = "32";
+constexpr std::string_view kYellow = "33";
+constexpr std::string_view kRed = "31";
+constexpr std::string_view kBoldRed = "1;31";
+constexpr std::string_view kBold = "1";
+
+std::string paint(std::string_view text, std::string_view sgr, bool color) {
+  if (!color || sgr.empty() || text.empty()) return std::string(text);
+  std::string out = "\x1b[";
+  out.append(sgr).append("m").append(text).append("\x1b[0m");
+  return out;
+}
+
+// Escapes C0 and C1 control characters and DEL; everything else passes through as UTF-8.
+std::string sanitize(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    auto c = static_cast<unsigned char>(text[i]);
+    bool c1 = c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+              static_cast<unsigned char>(text[i + 1]) <= 0x9f;
+    if (c < 0x20 || c == 0x7f || c1) {
+      unsigned code = c1 ? static_cast<unsigned char>(text[++i]) : c;
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", code);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+// Terminal columns taken by UTF-8 text, counting one per code point.
+std::size_t displayWidth(std::string_view text) {
+  return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xc0) != 0x80;
+  }));
+}
+
+std::string padRight(std::string_view text, std::size_t width) {
+  std::string out(text);
+  std::size_t shown = displayWidth(text);
+  if (shown < width) out.append(width - shown, ' ');
+  return out;
+}
+
+std::string basename(std::string_view path) {
+  auto slash = path.rfind('/');
+  return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
+
+const v1::Process* processOf(const v1::Event& event) {
+  if (event.has_exec()) return &event.exec().process();
+  if (event.has_exit()) return &event.exit().process();
+  return nullptr;
+}
+
+// What the process runs: the script for a "#!" program, else the binary, else [comm].
+std::string programOf(const v1::Process& process) {
+  if (!process.script().empty()) return sanitize(process.script());
+  if (!process.binary().empty()) return sanitize(process.binary());
+  if (!process.comm().empty()) return "[" + sanitize(process.comm()) + "]";
+  return "?";
+}
+
+// argv after argv[0], quoted, with a marker when the kernel cut it short.
+std::string argsOf(const v1::Process& process) {
+  std::string out;
+  for (int i = 1; i < process.args_size(); ++i) {
+    if (!out.empty()) out += ' ';
+    out += quoteArg(process.args(i));
+  }
+  if (process.args_truncated()) out += out.empty() ? "…[truncated]" : " …[truncated]";
+  return out;
+}
+
+std::string interpreterOf(const v1::Process& process) {
+  if (process.script().empty()) return {};
+  return sanitize(process.interpreter().empty() ? process.binary() : process.interpreter());
+}
+
+std::string exitResult(const v1::ExitEvent& exit) {
+  std::string out = exit.signal() != 0 ? "signal=" + signalName(exit.signal())
+                                       : "code=" + std::to_string(exit.exit_code());
+  if (exit.core_dumped()) out += " (core dumped)";
+  if (exit.has_lifetime()) out += " lifetime=" + formatDuration(exit.lifetime());
+  return out;
+}
+
+bool exitFailed(const v1::ExitEvent& exit) { return exit.signal() != 0 || exit.exit_code() != 0; }
+
+std::string lostText(const v1::LostEvent& lost) {
+  std::string out = "!! " + std::to_string(lost.count()) + " ";
+  if (lost.lost_type() == v1::EVENT_TYPE_EXEC || lost.lost_type() == v1::EVENT_TYPE_EXIT) {
+    out += eventTypeName(lost.lost_type()) + " ";
+  }
+  out += lost.count() == 1 ? "event lost " : "events lost ";
+  if (lost.source() == "kernel") {
+    out += "(kernel ring buffer full)";
+  } else if (lost.source() == "client") {
+    out += "(this client read too slowly)";
+  } else {
+    out += "(source: " + sanitize(lost.source().empty() ? "unknown" : lost.source()) + ")";
+  }
+  return out;
+}
+
+// Rows of cells, each with an optional colour, rendered in aligned columns. The last column
+// is never padded, so lines carry no trailing spaces.
+struct Cell {
+  std::string text;
+  std::string_view sgr = {};
+};
+using Row = std::vector<Cell>;
+
+void appendRow(std::string& out, const Row& row, const std::vector<std::size_t>& widths,
+               std::string_view indent, bool color) {
+  std::string line(indent);
+  for (std::size_t i = 0; i < row.size(); ++i) {
+    bool last = i + 1 == row.size();
+    std::string text = last ? row[i].text : padRight(row[i].text, widths[i]);
+    // Colour only the text, not the padding, so that alignment does not depend on colour.
+    std::size_t textLen = row[i].text.size();
+    line += paint(text.substr(0, textLen), row[i].sgr, color) + text.substr(textLen);
+    if (!last) line += "  ";
+  }
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  out += line;
+  out += '\n';
+}
+
+std::vector<std::size_t> columnWidths(const std::vector<Row>& rows) {
+  std::vector<std::size_t> widths;
+  for (const auto& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()), 0);
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      widths[i] = std::max(widths[i], displayWidth(row[i].text));
+    }
+  }
+  return widths;
+}
+
+void appendTable(std::string& out, const std::vector<Row>& rows, bool color) {
+  auto widths = columnWidths(rows);
+  for (const auto& row : rows) appendRow(out, row, widths, "  ", color);
+}
+
+Row headerRow(const std::vector<std::string>& names) {
+  Row row;
+  for (const auto& name : names) row.push_back({name, kBold});
+  return row;
+}
+
+Row eventRow(const std::vector<std::string>& cells) {
+  Row row;
+  for (const auto& cell : cells) row.push_back({cell});
+  if (row.size() > 1) {
+    const std::string& type = row[1].text;
+    if (type == "lost") {
+      row[1].sgr = kBoldRed;
+      row.back().sgr = kBoldRed;
+    } else {
+      row[0].sgr = kDim;
+      row[1].sgr = type == "exec" ? kGreen : kYellow;
+    }
+  }
+  return row;
+}
+
+std::string yesNo(bool value) { return value ? "yes" : "no"; }
+
+std::string labelled(std::string_view label, std::string_view value) {
+  return padRight(std::string(label) + ":", 16) + std::string(value) + "\n";
+}
+
+}  // namespace
+
+bool shouldUseColor(bool noColorFlag, bool noColorEnv, bool stdoutIsTty) {
+  return stdoutIsTty && !noColorFlag && !noColorEnv;
+}
+
+std::string formatTimestamp(const google::protobuf::Timestamp& time) {
+  if (time.seconds() == 0 && time.nanos() == 0) return {};
+  std::time_t seconds = static_cast<std::time_t>(time.seconds());
+  std::tm utc{};
+  if (gmtime_r(&seconds, &utc) == nullptr) return "?";
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
+                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                time.nanos() / 1000000);
+  return buf;
+}
+
+std::string formatDuration(std::chrono::nanoseconds duration) {
+  using namespace std::chrono;
+  if (duration < nanoseconds::zero()) return "-" + formatDuration(-duration);
+  char buf[48];
+  auto count = duration.count();
+  if (duration < 1ms) {
+    std::snprintf(buf, sizeof(buf), "%" PRId64 "us", static_cast<int64_t>(count / 1000));
+  } else if (duration < 1s) {
+    std::snprintf(buf, sizeof(buf), "%" PRId64 "ms", static_cast<int64_t>(count / 1000000));
+  } else if (duration < 1min) {
+    std::snprintf(buf, sizeof(buf), "%.1fs", static_cast<double>(count) / 1e9);
+  } else if (duration < 1h) {
+    auto s = duration_cast<seconds>(duration).count();
+    std::snprintf(buf, sizeof(buf), "%" PRId64 "m%" PRId64 "s", static_cast<int64_t>(s / 60),
+                  static_cast<int64_t>(s % 60));
+  } else if (duration < 24h) {
+    auto m = duration_cast<minutes>(duration).count();
+    std::snprintf(buf, sizeof(buf), "%" PRId64 "h%" PRId64 "m", static_cast<int64_t>(m / 60),
+                  static_cast<int64_t>(m % 60));
+  } else {
+    auto h = duration_cast<hours>(duration).count();
+    std::snprintf(buf, sizeof(buf), "%" PRId64 "d%" PRId64 "h", static_cast<int64_t>(h / 24),
+                  static_cast<int64_t>(h % 24));
+  }
+  return buf;
+}
+
+std::string formatDuration(const google::protobuf::Duration& duration) {
+  return formatDuration(std::chrono::nanoseconds(TimeUtil::DurationToNanoseconds(duration)));
+}
+
+std::string signalName(int signal) {
+  // Linux numbering (x86, arm, arm64, riscv), independent of the machine running the CLI.
+  static constexpr std::array<std::string_view, 32> kNames = {
+      "",          "SIGHUP",  "SIGINT",    "SIGQUIT", "SIGILL",   "SIGTRAP", "SIGABRT", "SIGBUS",
+      "SIGFPE",    "SIGKILL", "SIGUSR1",   "SIGSEGV", "SIGUSR2",  "SIGPIPE", "SIGALRM", "SIGTERM",
+      "SIGSTKFLT", "SIGCHLD", "SIGCONT",   "SIGSTOP", "SIGTSTP",  "SIGTTIN", "SIGTTOU", "SIGURG",
+      "SIGXCPU",   "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO",   "SIGPWR",  "SIGSYS"};
+  if (signal > 0 && signal < static_cast<int>(kNames.size())) {
+    return std::string(kNames[static_cast<std::size_t>(signal)]);
+  }
+  return "SIG" + std::to_string(signal);
+}
+
+std::string eventTypeName(v1::EventType type) {
+  switch (type) {
+    case v1::EVENT_TYPE_EXEC:
+      return "exec";
+    case v1::EVENT_TYPE_EXIT:
+      return "exit";
+    case v1::EVENT_TYPE_LOST:
+      return "lost";
+    default:
+      return "unknown";
+  }
+}
+
+std::string quoteArg(std::string_view arg) {
+  if (arg.empty()) return "''";
+  bool plain = std::all_of(arg.begin(), arg.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u >= 0x80 || std::isalnum(u) ||
+           std::string_view("-_./:=@%+,^~").find(c) != std::string_view::npos;
+  });
+  std::string text = sanitize(arg);
+  if (plain) return text;
+  std::string out = "'";
+  for (char c : text) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+std::string formatJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = false;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string out;
+  auto status = google::protobuf::util::MessageToJsonString(message, &out, options);
+  if (!status.ok()) {
+    // Only a malformed message gets here; say so in valid JSON rather than emit half a line.
+    out = R"({"error":"cannot encode )" + std::string(message.GetTypeName()) + R"( as JSON"})";
+  }
+  return out;
+}
+
+std::string formatCompact(const v1::Event& event, bool color) {
+  std::string time = event.has_time() ? formatTimestamp(event.time()) : "-";
+  std::string out = paint(time, kDim, color) + " ";
+  if (event.has_lost()) return out + paint(lostText(event.lost()), kBoldRed, color);
+
+  const v1::Process* process = processOf(event);
+  if (process == nullptr) return out + eventTypeName(event.type()) + " (no details)";
+
+  if (event.has_exec()) {
+    out += paint("exec", kGreen, color) + "  pid=" + std::to_string(process->pid()) +
+           " uid=" + std::to_string(process->uid());
+    if (process->euid() != process->uid()) out += " euid=" + std::to_string(process->euid());
+    out += " " + programOf(*process);
+    if (std::string args = argsOf(*process); !args.empty()) out += " " + args;
+    if (std::string interp = interpreterOf(*process); !interp.empty()) {
+      out += "  interp=" + interp;
+    }
+    if (!process->cwd().empty()) out += "  cwd=" + quoteArg(process->cwd());
+    if (process->path_truncated()) out += "  [path truncated]";
+    if (event.ancestors_size() > 0) {
+      const auto& parent = event.ancestors(0);
+      std::string name = parent.binary().empty() ? "?" : sanitize(basename(parent.binary()));
+      out += "  parent=" + name + "(" + std::to_string(parent.pid()) + ")";
+    } else if (process->ppid() != 0) {
+      out += "  ppid=" + std::to_string(process->ppid());
+    }
+    return out;
+  }
+
+  const auto& exit = event.exit();
+  out += paint("exit", exitFailed(exit) ? kRed : kYellow, color) +
+         "  pid=" + std::to_string(process->pid()) + " " + programOf(*process) + " " +
+         exitResult(exit);
+  return out;
+}
+
+std::vector<std::string> eventTableRow(const v1::Event& event) {
+  std::string time = event.has_time() ? formatTimestamp(event.time()) : "-";
+  if (event.has_lost()) return {time, "lost", "-", "-", "-", "-", lostText(event.lost())};
+  const v1::Process* process = processOf(event);
+  if (process == nullptr) return {time, eventTypeName(event.type()), "-", "-", "-", "-", ""};
+
+  std::string result;
+  if (event.has_exec()) {
+    result = argsOf(*process);
+    if (std::string interp = interpreterOf(*process); !interp.empty()) {
+      result += (result.empty() ? "" : " ") + std::string("(interp ") + interp + ")";
+    }
+  } else {
+    result = exitResult(event.exit());
+  }
+  return {time,
+          event.has_exec() ? "exec" : "exit",
+          std::to_string(process->pid()),
+          std::to_string(process->ppid()),
+          std::to_string(process->uid()),
+          programOf(*process),
+          result};
+}
+
+std::string formatStatusText(const v1::GetStatusResponse& status, bool color) {
+  std::string out;
+  out += labelled("Version", status.version());
+  out += labelled("Node", sanitize(status.node_name()));
+  out += labelled("Kernel", sanitize(status.kernel()));
+  out += labelled("Uptime", formatDuration(status.uptime()));
+  if (!status.api_address().empty()) out += labelled("API", sanitize(status.api_address()));
+
+  out += "\nCapabilities:\n";
+  std::vector<Row> caps = {headerRow({"NAME", "AVAILABLE", "IN USE", "DETAIL"})};
+  for (const auto& cap : status.capabilities()) {
+    caps.push_back({{sanitize(cap.name())},
+                    {yesNo(cap.available()), cap.available() ? kGreen : kYellow},
+                    {yesNo(cap.in_use())},
+                    {sanitize(cap.detail())}});
+  }
+  if (status.capabilities_size() > 0) {
+    appendTable(out, caps, color);
+  } else {
+    out += "  none reported\n";
+  }
+
+  out += "\nPrograms (" + std::to_string(status.programs_size()) + " attached):\n";
+  std::vector<Row> progs = {headerRow({"NAME", "TYPE", "ATTACH TO", "ID"})};
+  for (const auto& prog : status.programs()) {
+    progs.push_back({{sanitize(prog.name())},
+                     {sanitize(prog.type())},
+                     {sanitize(prog.attach_to())},
+                     {std::to_string(prog.id())}});
+  }
+  if (status.programs_size() > 0) {
+    appendTable(out, progs, color);
+  } else {
+    out += "  none\n";
+  }
+
+  out += "\nEvents:\n";
+  std::vector<Row> events = {headerRow({"TYPE", "SEEN", "LOST IN KERNEL", "MALFORMED"})};
+  for (const auto& counter : status.events()) {
+    events.push_back({{eventTypeName(counter.type())},
+                      {std::to_string(counter.seen())},
+                      {std::to_string(counter.lost_kernel()), counter.lost_kernel() ? kRed : ""},
+                      {std::to_string(counter.malformed()), counter.malformed() ? kRed : ""}});
+  }
+  if (status.events_size() > 0) {
+    appendTable(out, events, color);
+  } else {
+    out += "  none reported\n";
+  }
+
+  if (status.kernel_stats_size() > 0) {
+    out += "\nKernel counters:\n";
+    std::vector<Row> stats = {headerRow({"NAME", "VALUE"})};
+    for (const auto& stat : status.kernel_stats()) {
+      stats.push_back({{sanitize(stat.name())}, {std::to_string(stat.value())}});
+    }
+    appendTable(out, stats, color);
+  }
+
+  out += "\n";
+  out += labelled("Clients", std::to_string(status.clients()) + " connected, " +
+                                 std::to_string(status.client_events_dropped()) +
+                                 " events dropped for slow clients");
+  out += labelled("Event ring", std::to_string(status.event_ring_size()) + " / " +
+                                    std::to_string(status.event_ring_capacity()) + " events");
+  out += labelled("Process table",
+                  std::to_string(status.process_table_size()) + " / " +
+                      std::to_string(status.process_table_capacity()) + " processes, " +
+                      std::to_string(status.process_table_evictions()) + " evictions");
+  return out;
+}
+
+EventPrinter::EventPrinter(std::ostream& out, EventFormat format, bool color, bool streaming)
+    : out_(out), format_(format), color_(color), streaming_(streaming) {}
+
+void EventPrinter::print(const v1::Event& event) {
+  switch (format_) {
+    case EventFormat::kJson:
+      out_ << formatJson(event) << '\n';
+      break;
+    case EventFormat::kCompact:
+      out_ << formatCompact(event, color_) << '\n';
+      break;
+    case EventFormat::kTable:
+      if (streaming_) {
+        printTableRow(eventTableRow(event));
+      } else {
+        heldRows_.push_back(eventTableRow(event));
+      }
+      break;
+  }
+  if (streaming_) out_.flush();
+}
+
+void EventPrinter::printTableRow(const std::vector<std::string>& cells) {
+  // Fixed widths that fit typical values; a longer value pushes the rest of its line right.
+  static const std::vector<std::size_t> kWidths = {24, 4, 7, 7, 5, 28, 0};
+  std::string text;
+  if (!headerPrinted_) {
+    appendRow(text, headerRow(kEventTableHeader), kWidths, "", color_);
+    headerPrinted_ = true;
+  }
+  appendRow(text, eventRow(cells), kWidths, "", color_);
+  out_ << text;
+}
+
+void EventPrinter::finish() {
+  if (format_ == EventFormat::kTable && !streaming_) {
+    std::vector<Row> rows = {headerRow(kEventTableHeader)};
+    for (const auto& cells : heldRows_) rows.push_back(eventRow(cells));
+    auto widths = columnWidths(rows);
+    std::string text;
+    for (const auto& row : rows) appendRow(text, row, widths, "", color_);
+    out_ << text;
+    heldRows_.clear();
+  }
+  out_.flush();
+}
+
+}  // namespace vigil::cli

@@ -1,0 +1,708 @@
+// Unit tests for the `vigil` CLI: flag parsing, formatting, error paths, and whole commands
+// against a fake agent served in-process on a unix socket in a temporary directory.
+// Suite names start with a lowercase "cli" so that `ctest -R cli` selects exactly these.
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <google/protobuf/util/time_util.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/src/app.hpp"
+#include "cli/src/format.hpp"
+#include "cli/src/time_parse.hpp"
+#include "vigil/v1/vigil.grpc.pb.h"
+
+namespace vigil::cli {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+using namespace std::chrono_literals;
+
+google::protobuf::Timestamp timestamp(const std::string& rfc3339) {
+  google::protobuf::Timestamp ts;
+  EXPECT_TRUE(TimeUtil::FromString(rfc3339, &ts)) << rfc3339;
+  return ts;
+}
+
+Environment testEnvironment() {
+  Environment env;
+  env.now = std::chrono::system_clock::time_point(std::chrono::seconds(1'795'000'000));
+  return env;
+}
+
+// Parses `args` and returns the events command; fails the test if there is none.
+EventsCommand parseEvents(const std::vector<std::string>& args,
+                          const Environment& env = testEnvironment()) {
+  std::ostringstream out;
+  std::ostringstream err;
+  ParseResult result = parseCommandLine(args, out, err, env);
+  EXPECT_TRUE(result.invocation.has_value()) << err.str();
+  if (!result.invocation) return {};
+  const auto* events = std::get_if<EventsCommand>(&result.invocation->command);
+  EXPECT_NE(events, nullptr);
+  return events != nullptr ? *events : EventsCommand{};
+}
+
+v1::Event execEvent() {
+  v1::Event event;
+  *event.mutable_time() = timestamp("2026-11-25T19:44:15.123456Z");
+  event.set_node_name("node1");
+  event.set_type(v1::EVENT_TYPE_EXEC);
+  auto* process = event.mutable_exec()->mutable_process();
+  process->set_pid(1234);
+  process->set_ppid(1200);
+  process->set_uid(0);
+  process->set_binary("/usr/bin/curl");
+  process->add_args("curl");
+  process->add_args("-s");
+  process->add_args("http://x");
+  process->set_cwd("/root");
+  auto* parent = event.add_ancestors();
+  parent->set_pid(1200);
+  parent->set_binary("/usr/bin/bash");
+  event.add_ancestors()->set_pid(1);
+  return event;
+}
+
+v1::Event exitEvent(int code, int signal) {
+  v1::Event event;
+  *event.mutable_time() = timestamp("2026-11-25T19:44:16.323Z");
+  event.set_type(v1::EVENT_TYPE_EXIT);
+  auto* exit = event.mutable_exit();
+  exit->mutable_process()->set_pid(1234);
+  exit->mutable_process()->set_ppid(1200);
+  exit->mutable_process()->set_binary("/usr/bin/curl");
+  exit->set_exit_code(code);
+  exit->set_signal(signal);
+  *exit->mutable_lifetime() = TimeUtil::MillisecondsToDuration(1200);
+  return event;
+}
+
+v1::Event lostEvent(const std::string& source, std::uint64_t count) {
+  v1::Event event;
+  *event.mutable_time() = timestamp("2026-11-25T19:44:17Z");
+  event.set_type(v1::EVENT_TYPE_LOST);
+  event.mutable_lost()->set_source(source);
+  event.mutable_lost()->set_count(count);
+  return event;
+}
+
+// ---- Flag parsing ----------------------------------------------------------------------------
+
+TEST(cliParse, DefaultsToTheLastTwentyCompactEvents) {
+  EventsCommand command = parseEvents({"events"});
+  EXPECT_EQ(command.request.last(), 20u);
+  EXPECT_FALSE(command.request.follow());
+  EXPECT_FALSE(command.request.has_since());
+  EXPECT_EQ(command.request.types_size(), 0);
+  EXPECT_EQ(command.format, EventFormat::kCompact);
+}
+
+TEST(cliParse, FollowAloneAsksForNewEventsOnly) {
+  EventsCommand command = parseEvents({"events", "-f"});
+  EXPECT_TRUE(command.request.follow());
+  EXPECT_EQ(command.request.last(), 0u);
+
+  command = parseEvents({"events", "--follow", "--last", "5"});
+  EXPECT_TRUE(command.request.follow());
+  EXPECT_EQ(command.request.last(), 5u);
+
+  EXPECT_EQ(parseEvents({"events", "--last", "0"}).request.last(), 0u);
+}
+
+TEST(cliParse, TypesAreRepeatableAndCommaSeparated) {
+  EventsCommand command = parseEvents({"events", "--type", "exit"});
+  ASSERT_EQ(command.request.types_size(), 1);
+  EXPECT_EQ(command.request.types(0), v1::EVENT_TYPE_EXIT);
+
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"events", "--type", "exec", "--type", "exit"}, {"events", "--type", "exec,exit"}}) {
+    command = parseEvents(args);
+    ASSERT_EQ(command.request.types_size(), 2);
+    EXPECT_EQ(command.request.types(0), v1::EVENT_TYPE_EXEC);
+    EXPECT_EQ(command.request.types(1), v1::EVENT_TYPE_EXIT);
+  }
+}
+
+TEST(cliParse, PidsAndBinaries) {
+  EventsCommand command =
+      parseEvents({"events", "--pid", "10", "--pid", "20,30", "--binary", "/usr/bin/curl",
+                   "--binary", "/tmp/", "--binary", "/opt/app*"});
+  EXPECT_EQ(
+      std::vector<std::uint32_t>(command.request.pids().begin(), command.request.pids().end()),
+      (std::vector<std::uint32_t>{10, 20, 30}));
+  EXPECT_EQ(std::vector<std::string>(command.request.binaries().begin(),
+                                     command.request.binaries().end()),
+            (std::vector<std::string>{"/usr/bin/curl", "/tmp/", "/opt/app*"}));
+}
+
+TEST(cliParse, SinceRelativeCountsBackFromNow) {
+  Environment env = testEnvironment();
+  EventsCommand command = parseEvents({"events", "--since", "5m"}, env);
+  ASSERT_TRUE(command.request.has_since());
+  EXPECT_EQ(command.request.since().seconds(), 1'795'000'000 - 300);
+  EXPECT_EQ(command.request.since().nanos(), 0);
+  // --since replaces the default --last 20: everything since then.
+  EXPECT_EQ(command.request.last(), 0u);
+
+  EXPECT_EQ(parseEvents({"events", "--since", "30s"}, env).request.since().seconds(),
+            1'795'000'000 - 30);
+  EXPECT_EQ(parseEvents({"events", "--since", "2h"}, env).request.since().seconds(),
+            1'795'000'000 - 7200);
+  EXPECT_EQ(parseEvents({"events", "--since", "1h30m"}, env).request.since().seconds(),
+            1'795'000'000 - 5400);
+}
+
+TEST(cliParse, SinceRfc3339) {
+  EventsCommand command = parseEvents({"events", "--since", "2026-11-25T19:44:15Z"});
+  EXPECT_EQ(TimeUtil::ToString(command.request.since()), "2026-11-25T19:44:15Z");
+
+  command = parseEvents({"events", "--since", "2026-11-25T21:44:15.250+02:00", "-f"});
+  EXPECT_EQ(TimeUtil::ToString(command.request.since()), "2026-11-25T19:44:15.250Z");
+  EXPECT_TRUE(command.request.follow());
+}
+
+TEST(cliParse, OutputFormats) {
+  EXPECT_EQ(parseEvents({"events", "-o", "json"}).format, EventFormat::kJson);
+  EXPECT_EQ(parseEvents({"events", "--output", "table"}).format, EventFormat::kTable);
+
+  std::ostringstream out;
+  std::ostringstream err;
+  ParseResult result = parseCommandLine({"status", "-o", "json"}, out, err, testEnvironment());
+  ASSERT_TRUE(result.invocation);
+  EXPECT_EQ(std::get<StatusCommand>(result.invocation->command).format, StatusFormat::kJson);
+}
+
+TEST(cliParse, ServerFromFlagThenEnvironmentThenDefault) {
+  std::ostringstream out;
+  std::ostringstream err;
+  Environment env = testEnvironment();
+  ParseResult result = parseCommandLine({"status"}, out, err, env);
+  ASSERT_TRUE(result.invocation);
+  EXPECT_EQ(result.invocation->server.display, "unix:///run/vigil/vigil.sock");
+  EXPECT_EQ(result.invocation->server.unixPath, "/run/vigil/vigil.sock");
+  EXPECT_EQ(result.invocation->timeout, 5s);
+
+  env.server = "tcp://127.0.0.1:4245";
+  result = parseCommandLine({"status"}, out, err, env);
+  ASSERT_TRUE(result.invocation);
+  EXPECT_EQ(result.invocation->server.target, "127.0.0.1:4245");
+  EXPECT_TRUE(result.invocation->server.unixPath.empty());
+
+  // Global flags work before or after the command.
+  result =
+      parseCommandLine({"status", "--server", "/tmp/a.sock", "--timeout", "250ms"}, out, err, env);
+  ASSERT_TRUE(result.invocation);
+  EXPECT_EQ(result.invocation->server.target, "unix:///tmp/a.sock");
+  EXPECT_EQ(result.invocation->timeout, 250ms);
+}
+
+TEST(cliParse, BadFlagsExitTwoWithOneClearMessage) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"events", "--type", "fork"}, "--type: fork not in {exec,exit}"},
+      {{"events", "--type", "exec,bogus"}, "bogus"},
+      {{"events", "--since", "yesterday"}, "--since: expected a duration"},
+      {{"events", "--since", "5"}, "--since"},
+      {{"events", "--last", "-1"}, "--last: expected a whole number"},
+      {{"events", "--last", "ten"}, "--last"},
+      {{"events", "-o", "xml"}, "--output: xml not in"},
+      {{"status", "-o", "table"}, "--output: table not in"},
+      {{"events", "--pid", "abc"}, "--pid: expected a process id"},
+      {{"events", "--pid", "0"}, "--pid"},
+      {{"events", "--binary", "curl"}, "--binary: expected an absolute path"},
+      {{"events", "--bogus"}, "--bogus"},
+      {{"--timeout", "0s", "status"}, "--timeout"},
+      {{"frobnicate"}, "frobnicate"},
+      {{}, "A command (status or events) is required"},
+  };
+  for (const auto& c : cases) {
+    std::ostringstream out;
+    std::ostringstream err;
+    EXPECT_EQ(run(c.args, out, err, testEnvironment()), 2) << c.message;
+    EXPECT_NE(err.str().find(c.message), std::string::npos) << err.str();
+    EXPECT_EQ(err.str().rfind("vigil: ", 0), 0u) << err.str();
+    EXPECT_NE(err.str().find("--help"), std::string::npos) << err.str();
+    EXPECT_EQ(out.str(), "");
+  }
+}
+
+TEST(cliParse, HelpExitsZeroAndTeaches) {
+  std::ostringstream out;
+  std::ostringstream err;
+  EXPECT_EQ(run({"--help"}, out, err, testEnvironment()), 0);
+  EXPECT_NE(out.str().find("Examples:"), std::string::npos);
+  EXPECT_NE(out.str().find("VIGIL_SERVER"), std::string::npos);
+
+  out.str("");
+  EXPECT_EQ(run({"events", "-h"}, out, err, testEnvironment()), 0);
+  EXPECT_NE(out.str().find("--since"), std::string::npos);
+  EXPECT_NE(out.str().find("snake_case"), std::string::npos);
+  EXPECT_EQ(err.str(), "");
+}
+
+TEST(cliParse, ColourOnlyOnATerminalWithoutOptOut) {
+  EXPECT_TRUE(shouldUseColor(false, false, true));
+  EXPECT_FALSE(shouldUseColor(false, false, false));
+  EXPECT_FALSE(shouldUseColor(true, false, true));
+  EXPECT_FALSE(shouldUseColor(false, true, true));
+
+  auto color = [](const std::vector<std::string>& args, const Environment& env) {
+    std::ostringstream out;
+    std::ostringstream err;
+    ParseResult result = parseCommandLine(args, out, err, env);
+    EXPECT_TRUE(result.invocation);
+    return result.invocation && result.invocation->color;
+  };
+  Environment env = testEnvironment();
+  EXPECT_FALSE(color({"events"}, env));
+  env.stdoutIsTty = true;
+  EXPECT_TRUE(color({"events"}, env));
+  EXPECT_FALSE(color({"--no-color", "events"}, env));
+  env.noColor = true;
+  EXPECT_FALSE(color({"events"}, env));
+}
+
+// ---- Time parsing and small formatters --------------------------------------------------------
+
+TEST(cliTime, Durations) {
+  EXPECT_EQ(parseDuration("30s"), 30s);
+  EXPECT_EQ(parseDuration("250ms"), 250ms);
+  EXPECT_EQ(parseDuration("1.5s"), 1500ms);
+  EXPECT_EQ(parseDuration("2h30m"), 150min);
+  EXPECT_EQ(parseDuration("1d"), 24h);
+  for (const char* bad : {"", "5", "s", "-5m", "5 m", "5x", "1.2.3s", "m5", "99999999999d"}) {
+    EXPECT_FALSE(parseDuration(bad).has_value()) << bad;
+  }
+}
+
+TEST(cliFormat, SmallPieces) {
+  EXPECT_EQ(formatTimestamp(timestamp("2026-11-25T19:44:15.123999Z")), "2026-11-25T19:44:15.123Z");
+  EXPECT_EQ(formatDuration(std::chrono::nanoseconds(850'000)), "850us");
+  EXPECT_EQ(formatDuration(120ms), "120ms");
+  EXPECT_EQ(formatDuration(1200ms), "1.2s");
+  EXPECT_EQ(formatDuration(184s), "3m4s");
+  EXPECT_EQ(formatDuration(125min), "2h5m");
+  EXPECT_EQ(formatDuration(76h), "3d4h");
+  EXPECT_EQ(signalName(9), "SIGKILL");
+  EXPECT_EQ(signalName(15), "SIGTERM");
+  EXPECT_EQ(signalName(70), "SIG70");
+  EXPECT_EQ(quoteArg("-s"), "-s");
+  EXPECT_EQ(quoteArg("a b"), "'a b'");
+  EXPECT_EQ(quoteArg("it's"), "'it'\\''s'");
+  EXPECT_EQ(quoteArg(""), "''");
+  EXPECT_EQ(quoteArg("\x1b[31mred"), "'\\x1b[31mred'");
+}
+
+// ---- Event formatting -------------------------------------------------------------------------
+
+TEST(cliFormat, CompactExec) {
+  EXPECT_EQ(formatCompact(execEvent(), false),
+            "2026-11-25T19:44:15.123Z exec  pid=1234 uid=0 /usr/bin/curl -s http://x  cwd=/root"
+            "  parent=bash(1200)");
+}
+
+TEST(cliFormat, CompactExecScriptTruncatedAndQuoted) {
+  v1::Event event = execEvent();
+  auto* process = event.mutable_exec()->mutable_process();
+  process->set_binary("/usr/bin/python3.11");
+  process->set_script("/root/deploy.py");
+  process->set_interpreter("/usr/bin/env python3");
+  process->set_uid(1000);
+  process->set_euid(0);
+  process->clear_args();
+  process->add_args("/root/deploy.py");
+  process->add_args("--msg");
+  process->add_args("hello world");
+  process->set_args_truncated(true);
+  std::string line = formatCompact(event, false);
+  EXPECT_NE(line.find("uid=1000 euid=0 /root/deploy.py --msg 'hello world' …[truncated]"),
+            std::string::npos)
+      << line;
+  EXPECT_NE(line.find("interp=/usr/bin/env python3"), std::string::npos) << line;
+}
+
+TEST(cliFormat, CompactExit) {
+  EXPECT_EQ(formatCompact(exitEvent(0, 0), false),
+            "2026-11-25T19:44:16.323Z exit  pid=1234 /usr/bin/curl code=0 lifetime=1.2s");
+  EXPECT_EQ(formatCompact(exitEvent(3, 0), false),
+            "2026-11-25T19:44:16.323Z exit  pid=1234 /usr/bin/curl code=3 lifetime=1.2s");
+  v1::Event killed = exitEvent(0, 9);
+  EXPECT_EQ(formatCompact(killed, false),
+            "2026-11-25T19:44:16.323Z exit  pid=1234 /usr/bin/curl signal=SIGKILL lifetime=1.2s");
+  v1::Event crashed = exitEvent(0, 11);
+  crashed.mutable_exit()->set_core_dumped(true);
+  EXPECT_NE(formatCompact(crashed, false).find("signal=SIGSEGV (core dumped)"), std::string::npos);
+}
+
+TEST(cliFormat, CompactLost) {
+  EXPECT_EQ(formatCompact(lostEvent("kernel", 42), false),
+            "2026-11-25T19:44:17.000Z !! 42 events lost (kernel ring buffer full)");
+  v1::Event client = lostEvent("client", 1);
+  client.mutable_lost()->set_lost_type(v1::EVENT_TYPE_EXEC);
+  EXPECT_EQ(formatCompact(client, false),
+            "2026-11-25T19:44:17.000Z !! 1 exec event lost (this client read too slowly)");
+}
+
+TEST(cliFormat, ColourIsAnsiOnlyWhenAsked) {
+  for (const v1::Event& event : {execEvent(), exitEvent(0, 9), lostEvent("kernel", 1)}) {
+    EXPECT_EQ(formatCompact(event, false).find('\x1b'), std::string::npos);
+    EXPECT_NE(formatCompact(event, true).find("\x1b["), std::string::npos);
+  }
+  // Control characters from the traced process never reach the terminal raw.
+  v1::Event event = execEvent();
+  event.mutable_exec()->mutable_process()->set_cwd("/tmp/\x1b]0;pwned\x07");
+  EXPECT_EQ(formatCompact(event, false).find('\x1b'), std::string::npos);
+}
+
+TEST(cliFormat, JsonIsOneRoundTrippingObjectPerLine) {
+  for (const v1::Event& event : {execEvent(), exitEvent(0, 0), lostEvent("kernel", 42)}) {
+    std::string json = formatJson(event);
+    EXPECT_EQ(json.find('\n'), std::string::npos);
+    v1::Event parsed;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &parsed).ok()) << json;
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(parsed, event)) << json;
+  }
+  std::string exitJson = formatJson(exitEvent(0, 0));
+  EXPECT_NE(exitJson.find(R"("exit_code":0)"), std::string::npos) << exitJson;
+  EXPECT_NE(exitJson.find(R"("type":"EVENT_TYPE_EXIT")"), std::string::npos) << exitJson;
+  std::string lostJson = formatJson(lostEvent("client", 42));
+  EXPECT_NE(lostJson.find(R"("lost":{"source":"client","count":"42")"), std::string::npos)
+      << lostJson;
+}
+
+TEST(cliFormat, PrinterWritesLostEventsInEveryFormat) {
+  for (EventFormat format : {EventFormat::kCompact, EventFormat::kJson, EventFormat::kTable}) {
+    for (bool streaming : {false, true}) {
+      std::ostringstream out;
+      EventPrinter printer(out, format, false, streaming);
+      printer.print(execEvent());
+      printer.print(lostEvent("kernel", 42));
+      printer.finish();
+      std::string text = out.str();
+      bool lostShown = text.find("42 events lost") != std::string::npos ||
+                       text.find(R"("count":"42")") != std::string::npos;
+      EXPECT_TRUE(lostShown) << text;
+    }
+  }
+}
+
+TEST(cliFormat, TableAlignsColumns) {
+  std::ostringstream out;
+  EventPrinter printer(out, EventFormat::kTable, false, false);
+  printer.print(execEvent());
+  printer.print(exitEvent(0, 9));
+  printer.print(lostEvent("client", 7));
+  printer.finish();
+
+  std::vector<std::string> lines;
+  std::istringstream in(out.str());
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 4u) << out.str();
+  EXPECT_EQ(lines[0].rfind("TIME", 0), 0u);
+  auto column = lines[0].find("BINARY");
+  ASSERT_NE(column, std::string::npos);
+  EXPECT_EQ(lines[1].find("/usr/bin/curl"), column) << out.str();
+  EXPECT_EQ(lines[2].find("/usr/bin/curl"), column) << out.str();
+  auto result = lines[0].find("ARGS/RESULT");
+  EXPECT_EQ(lines[1].substr(result), "-s http://x");
+  EXPECT_EQ(lines[2].substr(result), "signal=SIGKILL lifetime=1.2s");
+  EXPECT_NE(lines[3].find("lost"), std::string::npos);
+  EXPECT_NE(lines[3].find("!! 7 events lost (this client read too slowly)"), std::string::npos);
+  for (const auto& line : lines) EXPECT_NE(line.back(), ' ') << line;
+}
+
+// ---- Status rendering -------------------------------------------------------------------------
+
+v1::GetStatusResponse sampleStatus() {
+  v1::GetStatusResponse status;
+  status.set_version("0.1.0");
+  status.set_node_name("node1");
+  status.set_kernel("6.1.0-27-amd64");
+  *status.mutable_uptime() = TimeUtil::SecondsToDuration(7500);
+  auto* ring = status.add_capabilities();
+  ring->set_name("ring_buffer");
+  ring->set_available(true);
+  ring->set_in_use(true);
+  ring->set_detail("BPF_MAP_TYPE_RINGBUF probe ok");
+  auto* lsm = status.add_capabilities();
+  lsm->set_name("bpf_lsm");
+  lsm->set_detail("bpf not listed in /sys/kernel/security/lsm");
+  auto* prog = status.add_programs();
+  prog->set_name("vigil_exec");
+  prog->set_type("tracing/tp_btf");
+  prog->set_attach_to("sched_process_exec");
+  prog->set_id(42);
+  auto* counter = status.add_events();
+  counter->set_type(v1::EVENT_TYPE_EXEC);
+  counter->set_seen(1000);
+  counter->set_lost_kernel(3);
+  counter->set_malformed(1);
+  auto* stat = status.add_kernel_stats();
+  stat->set_name("ringbuf_reserve_failed");
+  stat->set_value(3);
+  status.set_clients(2);
+  status.set_client_events_dropped(17);
+  status.set_event_ring_size(1200);
+  status.set_event_ring_capacity(65536);
+  status.set_process_table_size(340);
+  status.set_process_table_capacity(32768);
+  status.set_process_table_evictions(5);
+  return status;
+}
+
+TEST(cliStatus, TextShowsEverySection) {
+  std::string text = formatStatusText(sampleStatus(), false);
+  for (const char* expected :
+       {"Version:        0.1.0", "Node:           node1", "Kernel:         6.1.0-27-amd64",
+        "Uptime:         2h5m", "BPF_MAP_TYPE_RINGBUF probe ok",
+        "bpf not listed in /sys/kernel/security/lsm", "Programs (1 attached):", "vigil_exec",
+        "tracing/tp_btf", "sched_process_exec", "ringbuf_reserve_failed",
+        "2 connected, 17 events dropped", "1200 / 65536", "340 / 32768", "5 evictions"}) {
+    EXPECT_NE(text.find(expected), std::string::npos) << expected << "\n" << text;
+  }
+  // The capability row says whether it is available and in use, then why.
+  std::istringstream in(text);
+  bool found = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("bpf_lsm") == std::string::npos) continue;
+    found = true;
+    EXPECT_NE(line.find("no"), std::string::npos) << line;
+    EXPECT_LT(line.find("no"), line.find("bpf not listed")) << line;
+  }
+  EXPECT_TRUE(found);
+  EXPECT_EQ(text.find('\x1b'), std::string::npos);
+  EXPECT_NE(formatStatusText(sampleStatus(), true).find("\x1b["), std::string::npos);
+}
+
+// ---- Whole commands ---------------------------------------------------------------------------
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "vigil_cli_test.XXXXXX");
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string socket() const { return (path_ / "vigil.sock").string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+TEST(cliCommand, AgentNotRunningNamesTheSocket) {
+  TempDir dir;
+  std::string server = "unix://" + dir.socket();
+  for (const auto& command : std::vector<std::string>{"status", "events"}) {
+    std::ostringstream out;
+    std::ostringstream err;
+    EXPECT_EQ(run({"--server", server, command}, out, err, testEnvironment()), 1);
+    EXPECT_EQ(err.str().rfind("vigil: cannot reach the agent at " + server + ": ", 0), 0u)
+        << err.str();
+    EXPECT_NE(err.str().find("Is vigil-agent running?"), std::string::npos) << err.str();
+    EXPECT_EQ(out.str(), "");
+  }
+
+  // The same through VIGIL_SERVER.
+  Environment env = testEnvironment();
+  env.server = server;
+  std::ostringstream out;
+  std::ostringstream err;
+  EXPECT_EQ(run({"status"}, out, err, env), 1);
+  EXPECT_NE(err.str().find(dir.socket()), std::string::npos) << err.str();
+}
+
+TEST(cliCommand, ConnectionRefusedIsUnreachable) {
+  // A socket file that nobody listens on: connect() gets ECONNREFUSED inside gRPC.
+  TempDir dir;
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string path = dir.socket();
+  ASSERT_LT(path.size(), sizeof(addr.sun_path));
+  path.copy(addr.sun_path, path.size());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+
+  std::ostringstream out;
+  std::ostringstream err;
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(run({"--server", "unix://" + path, "events"}, out, err, testEnvironment()), 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s) << "should fail fast";
+  EXPECT_NE(err.str().find("cannot reach the agent at unix://" + path), std::string::npos)
+      << err.str();
+  ::close(fd);
+}
+
+// A stand-in agent: records requests and answers with canned events and status.
+class FakeAgent final : public v1::Vigil::Service {
+ public:
+  grpc::Status GetEvents(grpc::ServerContext* context, const v1::GetEventsRequest* request,
+                         grpc::ServerWriter<v1::GetEventsResponse>* writer) override {
+    {
+      std::lock_guard lock(mutex_);
+      lastRequest_ = *request;
+    }
+    for (const auto& event : events_) {
+      v1::GetEventsResponse response;
+      *response.mutable_event() = event;
+      writer->Write(response);
+    }
+    if (request->follow()) {
+      while (!context->IsCancelled()) std::this_thread::sleep_for(10ms);
+      return grpc::Status::CANCELLED;
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetStatus(grpc::ServerContext*, const v1::GetStatusRequest*,
+                         v1::GetStatusResponse* response) override {
+    if (!statusError_.ok()) return statusError_;
+    *response = sampleStatus();
+    return grpc::Status::OK;
+  }
+
+  v1::GetEventsRequest lastRequest() {
+    std::lock_guard lock(mutex_);
+    return lastRequest_;
+  }
+
+  std::vector<v1::Event> events_;
+  grpc::Status statusError_ = grpc::Status::OK;
+
+ private:
+  std::mutex mutex_;
+  v1::GetEventsRequest lastRequest_;  // Guarded by mutex_.
+};
+
+// FakeAgent served on a unix socket in a temporary directory.
+class AgentServer {
+ public:
+  AgentServer() {
+    agent_.events_ = {execEvent(), lostEvent("kernel", 42), exitEvent(0, 0)};
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(address(), grpc::InsecureServerCredentials());
+    builder.RegisterService(&agent_);
+    server_ = builder.BuildAndStart();
+    if (server_ == nullptr) ADD_FAILURE() << "cannot serve on " << address();
+  }
+  ~AgentServer() {
+    if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now() + 1s);
+  }
+  std::string address() const { return "unix://" + dir_.socket(); }
+  FakeAgent& agent() { return agent_; }
+
+ private:
+  TempDir dir_;
+  FakeAgent agent_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+class CliAgentTest : public testing::Test {
+ protected:
+  int vigil(std::vector<std::string> args) {
+    out_.str("");
+    err_.str("");
+    args.insert(args.begin(), {"--server", server_.address()});
+    return run(args, out_, err_, testEnvironment());
+  }
+  FakeAgent& agent() { return server_.agent(); }
+
+  AgentServer server_;
+  std::ostringstream out_;
+  std::ostringstream err_;
+};
+using cliAgent = CliAgentTest;
+
+TEST_F(cliAgent, EventsSendsTheRequestAndPrintsEveryEvent) {
+  ASSERT_EQ(vigil({"events", "--type", "exec", "--pid", "1234", "--binary", "/usr/bin/"}), 0)
+      << err_.str();
+  v1::GetEventsRequest request = agent().lastRequest();
+  EXPECT_EQ(request.last(), 20u);
+  ASSERT_EQ(request.types_size(), 1);
+  EXPECT_EQ(request.types(0), v1::EVENT_TYPE_EXEC);
+  ASSERT_EQ(request.pids_size(), 1);
+  EXPECT_EQ(request.pids(0), 1234u);
+  ASSERT_EQ(request.binaries_size(), 1);
+  EXPECT_EQ(request.binaries(0), "/usr/bin/");
+
+  EXPECT_EQ(out_.str(), formatCompact(execEvent(), false) + "\n" +
+                            formatCompact(lostEvent("kernel", 42), false) + "\n" +
+                            formatCompact(exitEvent(0, 0), false) + "\n");
+  EXPECT_EQ(err_.str(), "");
+}
+
+TEST_F(cliAgent, EventsJsonIsOneObjectPerLine) {
+  ASSERT_EQ(vigil({"events", "-o", "json"}), 0) << err_.str();
+  std::istringstream in(out_.str());
+  int lines = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    v1::Event event;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(line, &event).ok()) << line;
+  }
+  EXPECT_EQ(lines, 3);
+}
+
+TEST_F(cliAgent, StatusTextAndJson) {
+  ASSERT_EQ(vigil({"status"}), 0) << err_.str();
+  EXPECT_NE(out_.str().find("bpf not listed in /sys/kernel/security/lsm"), std::string::npos);
+
+  ASSERT_EQ(vigil({"status", "-o", "json"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), formatJson(sampleStatus()) + "\n");
+}
+
+TEST_F(cliAgent, OtherErrorsPrintCodeAndMessage) {
+  agent().statusError_ = grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "not for you");
+  EXPECT_EQ(vigil({"status"}), 1);
+  EXPECT_EQ(err_.str(), "vigil: GetStatus failed: PERMISSION_DENIED: not for you\n");
+  EXPECT_EQ(out_.str(), "");
+}
+
+TEST(cliCommand, CtrlCEndsFollowQuietlyWithZero) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // In a child process of its own, so that the signal mask and the SIGINT stay there.
+  auto followUntilInterrupted = [] {
+    // First, so that SIGINT is blocked in every thread started below, gRPC's included.
+    Interrupt interrupt;
+    AgentServer server;
+    std::atomic<bool> done{false};
+    std::thread ctrlC([&done] {
+      std::this_thread::sleep_for(300ms);
+      ::kill(::getpid(), SIGINT);
+      // If the signal did not end the stream, fail instead of hanging.
+      for (int i = 0; i < 500 && !done.load(); ++i) std::this_thread::sleep_for(10ms);
+      if (!done.load()) std::_Exit(99);
+    });
+    Environment env = testEnvironment();
+    env.interrupt = &interrupt;
+    std::ostringstream out;
+    std::ostringstream err;
+    int code = run({"--server", server.address(), "events", "-f"}, out, err, env);
+    done.store(true);
+    ctrlC.join();
+    bool allPrinted = out.str().find("exit  pid=1234") != std::string::npos;
+    std::_Exit(code == 0 && err.str().empty() && allPrinted ? 0 : 10 + code);
+  };
+  EXPECT_EXIT(followUntilInterrupted(), testing::ExitedWithCode(0), "");
+}
+
+}  // namespace
+}  // namespace vigil::cli
