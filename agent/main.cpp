@@ -38,6 +38,15 @@ int main(int argc, char** argv) {
         if (n < 4096 || (n & (n - 1)) != 0) return "must be a power of two of at least 4096";
         return "";
       });
+  app.add_option("--ring-buffer-wakeup", cfg.wakeupBytes,
+                 "Bytes waiting in the ring buffer before the kernel wakes the agent (batches "
+                 "events: fewer context switches under load); 0 wakes it for every event")
+      ->capture_default_str();
+  app.add_option("--drain-interval-ms", cfg.drainIntervalMs,
+                 "The agent also drains the ring buffer this often, so a quiet node's events "
+                 "arrive within this delay")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1000u));
   app.add_option("--event-ring-size", cfg.eventRingSize, "Recent events kept in memory for --last")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{10'000'000}));

@@ -25,7 +25,7 @@ int BPF_PROG(vigil_fork, struct task_struct *parent, struct task_struct *child)
 	r->cgroup_id = extract__cgroup_id(child);
 	r->proc_start_ns = BPF_CORE_READ(child, start_time);
 	BPF_CORE_READ_STR_INTO(&r->comm, child, comm);
-	bpf_ringbuf_submit(r, 0);
+	bpf_ringbuf_submit(r, emit__wakeup_flags());
 	stats__inc(VIGIL_STAT_FORK_EMITTED);
 	return 0;
 }

@@ -6,8 +6,9 @@
 
 namespace vigil::bpf {
 
-Expected<std::unique_ptr<RingReader>> RingReader::create(int mapFd, Sink sink, BatchDone done) {
-  std::unique_ptr<RingReader> r(new RingReader(std::move(sink), std::move(done)));
+Expected<std::unique_ptr<RingReader>> RingReader::create(int mapFd, Sink sink, BatchDone done,
+                                                        std::chrono::milliseconds drainInterval) {
+  std::unique_ptr<RingReader> r(new RingReader(std::move(sink), std::move(done), drainInterval));
   r->rb_ = ring_buffer__new(mapFd, &RingReader::onRecord, r.get(), nullptr);
   if (!r->rb_) return Error(errno, "open ring buffer");
   return r;
@@ -36,7 +37,9 @@ void RingReader::stop() {
 
 void RingReader::run() {
   while (running_) {
-    int n = ring_buffer__poll(rb_, 100 /* ms */);
+    int n = ring_buffer__poll(rb_, static_cast<int>(drainInterval_.count()));
+    // A timeout: records may be waiting that did not ask for a wake-up.
+    if (n == 0) n = ring_buffer__consume(rb_);
     if (n < 0 && n != -EINTR) {
       log::error("ring buffer poll failed: " + Error(n, "").message());
       break;

@@ -4,6 +4,7 @@
 // record and must not block: it checks, copies and queues (see server/pipeline).
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -22,7 +23,10 @@ class RingReader {
   // Called on the reader thread after each batch of records (to wake a consumer once).
   using BatchDone = std::function<void()>;
 
-  static Expected<std::unique_ptr<RingReader>> create(int mapFd, Sink sink, BatchDone done);
+  // The thread waits for a kernel wake-up, or drains the buffer every drainInterval anyway
+  // (the programs wake it only once a batch has built up).
+  static Expected<std::unique_ptr<RingReader>> create(int mapFd, Sink sink, BatchDone done,
+                                                      std::chrono::milliseconds drainInterval);
   ~RingReader();
   RingReader(const RingReader&) = delete;
   RingReader& operator=(const RingReader&) = delete;
@@ -31,12 +35,14 @@ class RingReader {
   void stop();  // joins the thread; idempotent
 
  private:
-  RingReader(Sink sink, BatchDone done) : sink_(std::move(sink)), done_(std::move(done)) {}
+  RingReader(Sink sink, BatchDone done, std::chrono::milliseconds drainInterval)
+      : sink_(std::move(sink)), done_(std::move(done)), drainInterval_(drainInterval) {}
   static int onRecord(void* self, void* data, size_t size);
   void run();
 
   Sink sink_;
   BatchDone done_;
+  std::chrono::milliseconds drainInterval_;
   ring_buffer* rb_ = nullptr;
   std::atomic<bool> running_{false};
   std::thread thread_;

@@ -46,6 +46,7 @@ Expected<std::unique_ptr<Skeleton>> Skeleton::create(const LoadOptions& options)
 
   int err = bpf_map__set_max_entries(skel->maps.vigil_events, options.ringBufferBytes);
   if (err) return Error(err, "size ring buffer to " + std::to_string(options.ringBufferBytes));
+  skel->rodata->cfg_wakeup_bytes = options.wakeupBytes;
   if ((err = vigil_bpf::load(skel))) return Error(err, "load BPF programs (see libbpf log)");
   if ((err = vigil_bpf::attach(skel))) return Error(err, "attach BPF programs");
   return owner;

@@ -18,6 +18,9 @@ namespace vigil::bpf {
 struct LoadOptions {
   // Size of the vigil_events ring buffer in bytes: a power of two, a multiple of the page size.
   uint32_t ringBufferBytes = 8u << 20;
+  // Bytes that wait in the ring buffer before the kernel wakes the reader; 0 wakes it for
+  // every record. The reader also drains the buffer on a timer (RingReader).
+  uint64_t wakeupBytes = 0;
 };
 
 struct ProgramInfo {

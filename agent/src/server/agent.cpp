@@ -98,7 +98,8 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
 
   // Attach first, then seed: a process that starts in between is seen by both, and the
   // kernel's record simply replaces the /proc entry.
-  auto skel = bpf::Skeleton::create({cfg.ringBufferBytes});
+  uint64_t wakeup = std::min<uint64_t>(cfg.wakeupBytes, cfg.ringBufferBytes / 4);
+  auto skel = bpf::Skeleton::create({cfg.ringBufferBytes, wakeup});
   if (!skel) return skel.error();
   agent->skel_ = std::move(skel.value());
   size_t seeded = agent->tracker_->seedFromProc(cfg.procRoot);
@@ -108,7 +109,8 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   Agent* self = agent.get();
   auto reader = bpf::RingReader::create(
       agent->skel_->eventsMapFd(), [self](std::span<const uint8_t> r) { self->onRecord(r); },
-      [self] { self->queueReady_.notify_one(); });
+      [self] { self->queueReady_.notify_one(); },
+      std::chrono::milliseconds(cfg.drainIntervalMs));
   if (!reader) return reader.error();
   agent->reader_ = std::move(reader.value());
 

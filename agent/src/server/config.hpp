@@ -13,6 +13,10 @@ struct AgentConfig {
   std::string nodeName;       // default: the host name
   std::string procRoot = "/proc";
   uint32_t ringBufferBytes = 8u << 20;  // kernel -> agent ring buffer
+  // The kernel wakes the agent once this much waits in the ring buffer (0: on every record);
+  // otherwise the agent drains it every drainIntervalMs. Bounded to a quarter of the ring.
+  uint64_t wakeupBytes = 64u << 10;
+  uint32_t drainIntervalMs = 50;
   size_t recordQueueSize = 65536;       // records between the reader and the decoder
   size_t eventRingSize = 8192;          // recent events kept for --last
   size_t clientQueueSize = 4096;        // per following client

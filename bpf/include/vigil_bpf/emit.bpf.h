@@ -12,11 +12,21 @@ static __always_inline void emit__hdr(struct vigil_record_hdr *hdr, __u16 type, 
 	hdr->ktime_ns = bpf_ktime_get_ns();
 }
 
+/* Submit flags: wake the reader only when a batch has built up (see cfg_wakeup_bytes). */
+static __always_inline __u64 emit__wakeup_flags(void)
+{
+	if (!cfg_wakeup_bytes)
+		return 0;
+	if (bpf_ringbuf_query(&vigil_events, BPF_RB_AVAIL_DATA) >= cfg_wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
 /* Copies size bytes from a scratch buffer into the ring buffer. */
 static __always_inline void emit__output(void *rec, __u32 size, enum vigil_stat emitted,
 					 enum vigil_stat lost)
 {
-	if (bpf_ringbuf_output(&vigil_events, rec, size, 0) < 0)
+	if (bpf_ringbuf_output(&vigil_events, rec, size, emit__wakeup_flags()) < 0)
 		stats__inc(lost);
 	else
 		stats__inc(emitted);

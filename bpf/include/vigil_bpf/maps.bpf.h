@@ -13,6 +13,13 @@ struct {
 	__uint(max_entries, 8 * 1024 * 1024);
 } vigil_events SEC(".maps") __weak;
 
+/*
+ * Wake the reader only once this many bytes wait in the ring buffer; the agent drains it on a
+ * timer as well, so quiet periods still deliver promptly. 0 keeps the kernel's default of
+ * waking a waiting reader for every record, which costs a context switch per event.
+ */
+const volatile __u64 cfg_wakeup_bytes __weak = 0;
+
 /* enum vigil_stat -> per-CPU counter. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
