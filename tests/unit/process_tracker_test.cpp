@@ -37,19 +37,42 @@ TEST(ProcessTable, AncestorsNearestFirstAndBounded) {
   t.upsert(proc(1, 0, "/sbin/init"), 1);
   t.upsert(proc(10, 1, "/usr/sbin/sshd"), 2);
   t.upsert(proc(20, 10, "/bin/bash"), 3);
-  auto chain = t.ancestors(20, 8);
-  ASSERT_EQ(chain.size(), 3u);
+  google::protobuf::RepeatedPtrField<v1::Ancestor> chain;
+  t.ancestors(20, 8, &chain);
+  ASSERT_EQ(chain.size(), 3);
   EXPECT_EQ(chain[0].binary(), "/bin/bash");
   EXPECT_EQ(chain[1].binary(), "/usr/sbin/sshd");
   EXPECT_EQ(chain[2].binary(), "/sbin/init");
-  EXPECT_EQ(t.ancestors(20, 2).size(), 2u);
-  EXPECT_TRUE(t.ancestors(999, 8).empty());
+  google::protobuf::RepeatedPtrField<v1::Ancestor> two, none;
+  t.ancestors(20, 2, &two);
+  t.ancestors(999, 8, &none);
+  EXPECT_EQ(two.size(), 2);
+  EXPECT_TRUE(none.empty());
+}
+
+TEST(ProcessTable, AncestorArgsAreASummary) {
+  ProcessTable t(4);
+  v1::Process p = proc(9, 0, "/usr/bin/python3");
+  p.add_args("python3");
+  p.add_args(std::string(1000, 'x'));
+  p.add_args("--never-seen");
+  t.upsert(p, 1);
+  google::protobuf::RepeatedPtrField<v1::Ancestor> chain;
+  t.ancestors(9, 4, &chain);
+  ASSERT_EQ(chain.size(), 1);
+  EXPECT_TRUE(chain[0].args_truncated());
+  ASSERT_EQ(chain[0].args_size(), 2);
+  EXPECT_EQ(chain[0].args(0), "python3");
+  EXPECT_EQ(chain[0].args(1).size(), kAncestorArgsBytes - 8 - 1);
+  EXPECT_EQ(t.find(9)->args(1).size(), 1000u);  // the table keeps the full argv
 }
 
 TEST(ProcessTable, SelfParentDoesNotLoop) {
   ProcessTable t(4);
   t.upsert(proc(5, 5, "/x"), 1);
-  EXPECT_EQ(t.ancestors(5, 100).size(), 1u);
+  google::protobuf::RepeatedPtrField<v1::Ancestor> chain;
+  t.ancestors(5, 100, &chain);
+  EXPECT_EQ(chain.size(), 1);
 }
 
 ExecRecord exec(uint32_t pid, uint32_t ppid, const std::string& path, uint64_t t) {
@@ -181,8 +204,9 @@ TEST(TrackerSeed, ReadsAFakeProcTree) {
   mk(30, 1, "my (odd) name", "/usr/bin/app", 0);
   ProcessTracker tracker({"n", 64, 8}, Clock(0), nullptr);
   EXPECT_EQ(tracker.seedFromProc(root.string()), 2u);
-  auto chain = tracker.table().ancestors(30, 8);
-  ASSERT_EQ(chain.size(), 2u);
+  google::protobuf::RepeatedPtrField<v1::Ancestor> chain;
+  tracker.table().ancestors(30, 8, &chain);
+  ASSERT_EQ(chain.size(), 2);
   EXPECT_EQ(chain[0].binary(), "/usr/bin/app");
   EXPECT_EQ(chain[0].args(1), "--flag");
   EXPECT_EQ(chain[1].binary(), "/sbin/init");

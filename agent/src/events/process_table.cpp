@@ -2,6 +2,27 @@
 
 namespace vigil::events {
 
+namespace {
+v1::Ancestor summarize(const v1::Process& p) {
+  v1::Ancestor a;
+  a.set_exec_id(p.exec_id());
+  a.set_pid(p.pid());
+  a.set_binary(p.binary());
+  size_t budget = kAncestorArgsBytes;
+  for (const auto& arg : p.args()) {
+    if (arg.size() + 1 > budget) {
+      if (budget > 1) a.add_args(arg.substr(0, budget - 1));
+      a.set_args_truncated(true);
+      break;
+    }
+    a.add_args(arg);
+    budget -= arg.size() + 1;
+  }
+  if (p.args_truncated()) a.set_args_truncated(true);
+  return a;
+}
+}  // namespace
+
 ProcessTable::ProcessTable(size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {
   entries_.reserve(capacity_);
 }
@@ -10,8 +31,10 @@ void ProcessTable::touch(Entry& e) { lru_.splice(lru_.begin(), lru_, e.lru); }
 
 const v1::Process& ProcessTable::upsert(v1::Process process, uint64_t procStartNs) {
   uint32_t pid = process.pid();
+  v1::Ancestor summary = summarize(process);
   if (auto it = entries_.find(pid); it != entries_.end()) {
     it->second.process = std::move(process);
+    it->second.summary = std::move(summary);
     it->second.procStartNs = procStartNs;
     touch(it->second);
     return it->second.process;
@@ -22,7 +45,8 @@ const v1::Process& ProcessTable::upsert(v1::Process process, uint64_t procStartN
     evictions_++;
   }
   lru_.push_front(pid);
-  auto [it, _] = entries_.emplace(pid, Entry{std::move(process), procStartNs, lru_.begin()});
+  auto [it, _] = entries_.emplace(
+      pid, Entry{std::move(process), std::move(summary), procStartNs, lru_.begin()});
   return it->second.process;
 }
 
@@ -48,21 +72,16 @@ std::optional<v1::Process> ProcessTable::remove(uint32_t pid) {
   return p;
 }
 
-std::vector<v1::Ancestor> ProcessTable::ancestors(uint32_t pid, size_t maxDepth) const {
-  std::vector<v1::Ancestor> chain;
-  while (pid != 0 && chain.size() < maxDepth) {
+void ProcessTable::ancestors(uint32_t pid, size_t maxDepth,
+                             google::protobuf::RepeatedPtrField<v1::Ancestor>* out) const {
+  for (size_t depth = 0; pid != 0 && depth < maxDepth; depth++) {
     auto it = entries_.find(pid);
     if (it == entries_.end()) break;
     const v1::Process& p = it->second.process;
-    v1::Ancestor& a = chain.emplace_back();
-    a.set_exec_id(p.exec_id());
-    a.set_pid(p.pid());
-    a.set_binary(p.binary());
-    a.mutable_args()->CopyFrom(p.args());
+    *out->Add() = it->second.summary;
     if (p.ppid() == pid) break;  // pid 1 in a namespace can be its own parent here
     pid = p.ppid();
   }
-  return chain;
 }
 
 }  // namespace vigil::events

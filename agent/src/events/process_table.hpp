@@ -13,6 +13,9 @@
 
 namespace vigil::events {
 
+// argv bytes kept in an ancestor summary.
+inline constexpr size_t kAncestorArgsBytes = 256;
+
 class ProcessTable {
  public:
   explicit ProcessTable(size_t capacity);
@@ -27,7 +30,9 @@ class ProcessTable {
 
   // The chain of known ancestors starting at pid (the parent of the event's process), nearest
   // first, stopping at a pid that is not known, at pid 0, or after maxDepth entries.
-  std::vector<v1::Ancestor> ancestors(uint32_t pid, size_t maxDepth) const;
+  // Appended to out, so an event is filled in place.
+  void ancestors(uint32_t pid, size_t maxDepth,
+                 google::protobuf::RepeatedPtrField<v1::Ancestor>* out) const;
 
   size_t size() const { return entries_.size(); }
   size_t capacity() const { return capacity_; }
@@ -36,6 +41,7 @@ class ProcessTable {
  private:
   struct Entry {
     v1::Process process;
+    v1::Ancestor summary;  // what descendants' events carry, built once
     uint64_t procStartNs;
     std::list<uint32_t>::iterator lru;
   };

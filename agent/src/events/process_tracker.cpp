@@ -55,27 +55,28 @@ ProcessTracker::ProcessTracker(TrackerOptions options, Clock clock, CgroupPaths*
       cgroups_(cgroups),
       table_(options_.tableCapacity) {}
 
-std::optional<v1::Event> ProcessTracker::onRecord(const Record& record) {
+std::shared_ptr<v1::Event> ProcessTracker::onRecord(const Record& record) {
   if (auto* e = std::get_if<ExecRecord>(&record)) return onExec(*e);
   if (auto* e = std::get_if<ExitRecord>(&record)) return onExit(*e);
   onFork(std::get<ForkRecord>(record));
-  return std::nullopt;
+  return nullptr;
 }
 
 std::string ProcessTracker::cgroupPath(uint64_t id, uint32_t pid) {
   return cgroups_ ? cgroups_->pathFor(id, pid) : "";
 }
 
-v1::Event ProcessTracker::newEvent(uint64_t ktimeNs, v1::EventType type, uint32_t ppid) {
-  v1::Event ev;
-  *ev.mutable_time() = clock_.toTimestamp(ktimeNs);
-  ev.set_node_name(options_.nodeName);
-  ev.set_type(type);
-  for (auto& a : table_.ancestors(ppid, options_.maxAncestors)) *ev.add_ancestors() = std::move(a);
+std::shared_ptr<v1::Event> ProcessTracker::newEvent(uint64_t ktimeNs, v1::EventType type,
+                                                    uint32_t ppid) {
+  auto ev = makeEvent();
+  *ev->mutable_time() = clock_.toTimestamp(ktimeNs);
+  ev->set_node_name(options_.nodeName);
+  ev->set_type(type);
+  table_.ancestors(ppid, options_.maxAncestors, ev->mutable_ancestors());
   return ev;
 }
 
-v1::Event ProcessTracker::onExec(const ExecRecord& r) {
+std::shared_ptr<v1::Event> ProcessTracker::onExec(const ExecRecord& r) {
   v1::Process p;
   p.set_exec_id(makeExecId(options_.nodeName, r.ktimeNs, r.pid));
   if (const v1::Process* parent = table_.find(r.ppid)) p.set_parent_exec_id(parent->exec_id());
@@ -99,8 +100,8 @@ v1::Event ProcessTracker::onExec(const ExecRecord& r) {
   }
   *p.mutable_start_time() = clock_.toTimestamp(r.ktimeNs);
 
-  v1::Event ev = newEvent(r.ktimeNs, v1::EVENT_TYPE_EXEC, r.ppid);
-  *ev.mutable_exec()->mutable_process() = table_.upsert(std::move(p), r.procStartNs);
+  auto ev = newEvent(r.ktimeNs, v1::EVENT_TYPE_EXEC, r.ppid);
+  *ev->mutable_exec()->mutable_process() = table_.upsert(std::move(p), r.procStartNs);
   return ev;
 }
 
@@ -125,7 +126,7 @@ void ProcessTracker::onFork(const ForkRecord& r) {
   table_.upsert(std::move(p), r.procStartNs);
 }
 
-v1::Event ProcessTracker::onExit(const ExitRecord& r) {
+std::shared_ptr<v1::Event> ProcessTracker::onExit(const ExitRecord& r) {
   std::optional<v1::Process> known;
   if (auto start = table_.startOf(r.pid)) {
     uint64_t diff = *start > r.procStartNs ? *start - r.procStartNs : r.procStartNs - *start;
@@ -146,8 +147,8 @@ v1::Event ProcessTracker::onExit(const ExitRecord& r) {
   p.set_tid(r.tid);
   p.set_ppid(r.ppid);
 
-  v1::Event ev = newEvent(r.ktimeNs, v1::EVENT_TYPE_EXIT, r.ppid);
-  v1::ExitEvent* exit = ev.mutable_exit();
+  auto ev = newEvent(r.ktimeNs, v1::EVENT_TYPE_EXIT, r.ppid);
+  v1::ExitEvent* exit = ev->mutable_exit();
   *exit->mutable_process() = std::move(p);
   exit->set_exit_code(r.exitCode());
   exit->set_signal(r.signal());

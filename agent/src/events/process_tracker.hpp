@@ -8,6 +8,7 @@
 
 #include "events/cgroups.hpp"
 #include "events/clock.hpp"
+#include "events/event_ptr.hpp"
 #include "events/process_table.hpp"
 #include "events/records.hpp"
 #include "vigil/v1/vigil.pb.h"
@@ -28,7 +29,7 @@ class ProcessTracker {
   ProcessTracker(TrackerOptions options, Clock clock, CgroupPaths* cgroups);
 
   // An event for exec and exit records; nothing for fork records, which only feed the table.
-  std::optional<v1::Event> onRecord(const Record& record);
+  std::shared_ptr<v1::Event> onRecord(const Record& record);
 
   // Seeds the table with the processes alive now, from procRoot (normally /proc). Returns how
   // many were added.
@@ -37,10 +38,10 @@ class ProcessTracker {
   const ProcessTable& table() const { return table_; }
 
  private:
-  v1::Event onExec(const ExecRecord& r);
-  v1::Event onExit(const ExitRecord& r);
+  std::shared_ptr<v1::Event> onExec(const ExecRecord& r);
+  std::shared_ptr<v1::Event> onExit(const ExitRecord& r);
   void onFork(const ForkRecord& r);
-  v1::Event newEvent(uint64_t ktimeNs, v1::EventType type, uint32_t ppid);
+  std::shared_ptr<v1::Event> newEvent(uint64_t ktimeNs, v1::EventType type, uint32_t ppid);
   std::string cgroupPath(uint64_t id, uint32_t pid);
 
   TrackerOptions options_;

@@ -17,6 +17,7 @@ namespace vigil::server {
 namespace {
 
 constexpr auto kLossCheckInterval = std::chrono::milliseconds(250);
+constexpr size_t kMaxSpareBuffers = 4096;
 
 std::string hostName() {
   char buf[256] = {};
@@ -160,7 +161,13 @@ void Agent::onRecord(std::span<const uint8_t> raw) {
     agentDropped_[type]++;
     return;
   }
-  queue_.emplace_back(raw.begin(), raw.end());
+  if (spare_.empty()) {
+    queue_.emplace_back(raw.begin(), raw.end());
+  } else {
+    queue_.push_back(std::move(spare_.back()));
+    spare_.pop_back();
+    queue_.back().assign(raw.begin(), raw.end());
+  }
 }
 
 void Agent::processLoop() {
@@ -185,7 +192,14 @@ void Agent::processLoop() {
         continue;
       }
       seen_[type]++;
-      if (auto ev = tracker_->onRecord(*record)) hub_.publish(std::move(*ev));
+      if (auto ev = tracker_->onRecord(*record)) hub_.publish(EventPtr(std::move(ev)));
+    }
+    {
+      std::lock_guard lock(queueMutex_);
+      for (auto& buf : batch) {
+        if (spare_.size() >= kMaxSpareBuffers) break;
+        spare_.push_back(std::move(buf));
+      }
     }
     batch.clear();
     tableSize_ = tracker_->table().size();

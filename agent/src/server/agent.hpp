@@ -65,6 +65,8 @@ class Agent {
   std::mutex queueMutex_;
   std::condition_variable queueReady_;
   std::deque<std::vector<uint8_t>> queue_;  // guarded by queueMutex_
+  // Buffers the decoder is done with, reused by the reader: no allocation per record.
+  std::vector<std::vector<uint8_t>> spare_;  // guarded by queueMutex_
   bool stopping_ = false;                   // guarded by queueMutex_
   std::thread processor_;
 

@@ -73,7 +73,10 @@ EventHub::EventHub(size_t ringCapacity, size_t clientQueueCapacity)
       clientQueueCapacity_(clientQueueCapacity) {}
 
 void EventHub::publish(v1::Event event) {
-  auto ev = std::make_shared<const v1::Event>(std::move(event));
+  publish(std::make_shared<const v1::Event>(std::move(event)));
+}
+
+void EventHub::publish(EventPtr ev) {
   std::lock_guard lock(mutex_);
   if (ring_.size() >= ringCapacity_) ring_.pop_front();
   ring_.push_back(ev);

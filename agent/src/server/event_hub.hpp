@@ -13,12 +13,13 @@
 #include <optional>
 #include <vector>
 
+#include "events/event_ptr.hpp"
 #include "events/filter.hpp"
 #include "vigil/v1/vigil.pb.h"
 
 namespace vigil::server {
 
-using EventPtr = std::shared_ptr<const v1::Event>;
+using events::EventPtr;
 
 class Subscription {
  public:
@@ -52,6 +53,7 @@ class EventHub {
  public:
   EventHub(size_t ringCapacity, size_t clientQueueCapacity);
 
+  void publish(EventPtr event);
   void publish(v1::Event event);
 
   // The retained events that match, oldest first: all of them, or the newest `last`.
