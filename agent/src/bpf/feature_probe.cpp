@@ -6,11 +6,12 @@
 
 #include <cstring>
 #include <fstream>
-#include <functional>
+#include <optional>
 #include <sstream>
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "common/mountinfo.hpp"
 #include "events/cgroups.hpp"
 #include "vigil_probe.skel.h"
 
@@ -86,7 +87,11 @@ Capability runProbe(const ProbeSpec& spec) {
   } else {
     cap.available = true;
   }
-  if (cap.available) cap.detail = std::string(spec.attach ? "loads and attaches" : "loads");
+  if (cap.available) {
+    cap.detail = !spec.attach                                       ? "loads"
+                 : std::strcmp(spec.capability, "iter_task") == 0 ? "loads, attaches and reads"
+                                                                   : "loads and attaches";
+  }
   vigil_probe::destroy(skel);
   return cap;
 }
@@ -104,25 +109,12 @@ bool fileHasWord(const std::string& path, const std::string& word, std::string* 
   return false;
 }
 
-bool mounted(const std::string& fstype, const std::string& where, std::string* at) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto dash = line.find(" - ");
-    if (dash == std::string::npos) continue;
-    std::istringstream tail(line.substr(dash + 3));
-    std::string type;
-    tail >> type;
-    if (type != fstype) continue;
-    std::istringstream head(line.substr(0, dash));
-    std::string a, b, c, root, mp;
-    head >> a >> b >> c >> root >> mp;
-    if (where.empty() || mp == where) {
-      if (at) *at = mp;
-      return true;
-    }
+// Where a filesystem of this type is mounted, if anywhere.
+std::optional<std::string> mountOf(const std::string& fsType) {
+  for (const Mount& m : readMountInfo("/proc/self/mountinfo")) {
+    if (m.fsType == fsType) return m.mountPoint;
   }
-  return false;
+  return std::nullopt;
 }
 
 }  // namespace
@@ -147,8 +139,7 @@ std::vector<Capability> probeKernel() {
     caps.push_back(runProbe(spec));
   }
 
-  std::string at;
-  bool tracefs = mounted("tracefs", "", &at);
+  bool tracefs = mountOf("tracefs").has_value();
   for (auto& c : caps) {
     if (c.name == "tracepoint" && !tracefs) {
       c.detail += "; tracefs is not mounted (not needed: Vigil attaches through tp_btf)";
@@ -168,8 +159,9 @@ std::vector<Capability> probeKernel() {
   auto cg = events::findCgroup2Mount("/proc/self/mountinfo");
   caps.push_back({"cgroup_v2", cg.has_value(),
                   cg ? "mounted at " + *cg : "no cgroup2 mount in /proc/self/mountinfo"});
-  bool bpffs = mounted("bpf", "", &at);
-  caps.push_back({"bpffs", bpffs, bpffs ? "mounted at " + at : "no bpf filesystem mounted"});
+  auto bpffs = mountOf("bpf");
+  caps.push_back({"bpffs", bpffs.has_value(),
+                  bpffs ? "mounted at " + *bpffs : "no bpf filesystem mounted"});
   libbpf_set_print(previous);
   return caps;
 }

@@ -1,31 +1,23 @@
 #include "events/cgroups.hpp"
 
+#include "common/mountinfo.hpp"
+
 #include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <vector>
 
 namespace vigil::events {
 namespace fs = std::filesystem;
+namespace {
+constexpr size_t kMaxCachedCgroups = 65536;
+}  // namespace
 
 std::optional<std::string> findCgroup2Mount(const std::string& mountinfoPath) {
-  std::ifstream in(mountinfoPath);
-  std::string line;
-  while (std::getline(in, line)) {
-    // "36 25 0:31 / /sys/fs/cgroup/unified rw,... shared:9 - cgroup2 cgroup2 rw,..."
-    auto dash = line.find(" - ");
-    if (dash == std::string::npos) continue;
-    std::istringstream tail(line.substr(dash + 3));
-    std::string fstype;
-    tail >> fstype;
-    if (fstype != "cgroup2") continue;
-    std::istringstream head(line.substr(0, dash));
-    std::string id, parent, devno, root, mountPoint;
-    head >> id >> parent >> devno >> root >> mountPoint;
-    if (root != "/") continue;  // a bind mount of a sub-tree, not the hierarchy's root
-    return mountPoint;
+  for (const Mount& m : readMountInfo(mountinfoPath)) {
+    // root "/" is the hierarchy itself, not a bind mount of a sub-tree
+    if (m.fsType == "cgroup2" && m.root == "/") return m.mountPoint;
   }
   return std::nullopt;
 }
@@ -44,6 +36,8 @@ std::string CgroupPaths::pathFor(uint64_t id, uint32_t pidHint) {
   if (mountPoint_.empty() || id == 0) return "";
   std::lock_guard lock(mutex_);
   if (auto it = cache_.find(id); it != cache_.end()) return it->second;
+  // Cgroups come and go (every pod, every systemd unit); start over rather than grow forever.
+  if (cache_.size() >= kMaxCachedCgroups) cache_.clear();
 
   if (pidHint != 0) {
     std::ifstream in(procRoot_ + "/" + std::to_string(pidHint) + "/cgroup");

@@ -36,6 +36,8 @@ class ProcessTracker {
   size_t seedFromProc(const std::string& procRoot);
 
   const ProcessTable& table() const { return table_; }
+  // Re-reads the realtime/monotonic offset, so that NTP adjustments reach event times.
+  void recalibrateClock() { clock_.recalibrate(); }
 
  private:
   std::shared_ptr<v1::Event> onExec(const ExecRecord& r);

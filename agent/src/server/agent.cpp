@@ -18,6 +18,7 @@ namespace {
 
 constexpr auto kLossCheckInterval = std::chrono::milliseconds(250);
 constexpr size_t kMaxSpareBuffers = 4096;
+constexpr auto kRecalibrateInterval = std::chrono::minutes(1);
 
 std::string hostName() {
   char buf[256] = {};
@@ -173,6 +174,7 @@ void Agent::onRecord(std::span<const uint8_t> raw) {
 void Agent::processLoop() {
   std::deque<std::vector<uint8_t>> batch;
   auto nextLossCheck = std::chrono::steady_clock::now();
+  auto nextRecalibration = nextLossCheck + kRecalibrateInterval;
   size_t malformedLogged = 0;
   for (;;) {
     {
@@ -208,6 +210,10 @@ void Agent::processLoop() {
     if (now >= nextLossCheck) {
       reportLosses();
       nextLossCheck = now + kLossCheckInterval;
+    }
+    if (now >= nextRecalibration) {
+      tracker_->recalibrateClock();
+      nextRecalibration = now + kRecalibrateInterval;
     }
   }
   reportLosses();

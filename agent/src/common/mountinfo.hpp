@@ -1,0 +1,19 @@
+#pragma once
+
+// The mount table of a process (/proc/PID/mountinfo), as far as Vigil needs it.
+
+#include <string>
+#include <vector>
+
+namespace vigil {
+
+struct Mount {
+  std::string root;        // the part of the filesystem mounted ("/" for the whole)
+  std::string mountPoint;  // where it is mounted
+  std::string fsType;      // "cgroup2", "bpf", "tracefs", ...
+};
+
+// Every mount in a mountinfo file; an unreadable file gives none.
+std::vector<Mount> readMountInfo(const std::string& path);
+
+}  // namespace vigil
