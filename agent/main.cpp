@@ -59,6 +59,10 @@ int main(int argc, char** argv) {
                  "Processes tracked for parent chains (least recently used are evicted)")
       ->capture_default_str()
       ->check(CLI::Range(size_t{64}, size_t{10'000'000}));
+  app.add_option("--policy-dir", cfg.policyDir,
+                 "Directory of policy files (*.yaml) to enforce, watched for changes; a mounted "
+                 "ConfigMap works as it is. See docs/policy.md")
+      ->capture_default_str();
   app.add_option("--log-level", logLevel, "debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));

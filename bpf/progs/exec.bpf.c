@@ -5,6 +5,7 @@
 #include "vigil_bpf/emit.bpf.h"
 #include "vigil_bpf/extract.bpf.h"
 #include "vigil_bpf/path.bpf.h"
+#include "vigil_bpf/policy.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -36,6 +37,7 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 	struct vigil_exec_scratch *s;
 	struct vigil_exec_record *r;
 	struct mm_struct *mm;
+	struct file *file;
 	const char *filename, *interp;
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 ugid = bpf_get_current_uid_gid();
@@ -59,9 +61,13 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 	bpf_get_current_comm(r->comm, sizeof(r->comm));
 
 	/* The file the kernel runs: for a script, the interpreter. */
-	off += exec__append_path(s, off, BPF_CORE_READ(bprm, file, f_path.dentry),
-				 BPF_CORE_READ(bprm, file, f_path.mnt), VIGIL_EXEC_PATH_TRUNCATED,
-				 &flags, &r->path_len, VIGIL_STAT_PATH_TRUNCATED);
+	file = BPF_CORE_READ(bprm, file);
+	off += exec__append_path(s, off, BPF_CORE_READ(file, f_path.dentry),
+				 BPF_CORE_READ(file, f_path.mnt), VIGIL_EXEC_PATH_TRUNCATED, &flags,
+				 &r->path_len, VIGIL_STAT_PATH_TRUNCATED);
+
+	/* Policy, while s->path still holds the binary's path: kills before the program runs. */
+	policy__evaluate(s, (__u64)file, r->uid, s->walk.pos);
 
 	/* argv, already copied onto the new program's stack. */
 	mm = BPF_CORE_READ(task, mm);

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstdint>
 #include <cstdlib>
+#include <iostream>
 #include <limits>
 
 #include "cli/src/time_parse.hpp"
@@ -24,6 +25,9 @@ Examples:
   vigil events -f --type exec                new execs as they happen (Ctrl-C to stop)
   vigil events --since 10m --binary /usr/bin/curl
   vigil events -f --binary '/tmp/*' -o json | jq .exec.process.args
+  vigil events -f --type policy              processes killed or audited by a policy
+  vigil policy apply -f deny-tmp.yaml        enforce the policies in a file
+  vigil policy list                          policies, their state and rule hit counts
 
 The agent address comes from --server, else $VIGIL_SERVER, else unix:///run/vigil/vigil.sock.
 Colour is used only on a terminal, and never with --no-color or when NO_COLOR is set.
@@ -44,12 +48,70 @@ Output (-o):
   table    aligned columns; without --follow it is printed when the stream ends
 A line starting with "!!" (type "lost" in the table, EVENT_TYPE_LOST in json) says how many
 events were lost and where: in the kernel ring buffer, or because this client read too slowly.
+Policy events (--type policy) start with KILL when a rule killed the process, with how
+(sigkill, or lsm when the exec was denied), and AUDIT when the match was only reported; the
+table shows them as type kill or audit, json as EVENT_TYPE_POLICY with a "policy" object.
 
 Examples:
   vigil events --last 100 --type exit
   vigil events -f --pid 1234,1240
   vigil events --since 2026-11-25T19:00:00Z --binary /usr/sbin/ --binary '/opt/app/bin/*'
-  vigil events -f -o table)";
+  vigil events -f -o table
+  vigil events -f --type policy)";
+
+constexpr const char* kPolicyFooter = R"(
+A policy is a YAML document (kind: Policy) whose exec rules kill or audit the programs they
+match. A file may hold several documents separated by '---'; apply takes all of them or none,
+and when it returns the rules are in force in the kernel. FILE '-' reads standard input.
+
+  apiVersion: vigil.dev/v1alpha1
+  kind: Policy
+  metadata:
+    name: deny-tmp
+  spec:
+    mode: enforce          # or audit: report matches, kill nothing
+    exec:
+      - name: no-tmp
+        action: kill       # or audit
+        match:             # lists are OR'ed inside, AND'ed with each other
+          pathPrefixes: [/tmp/, /dev/shm/]
+          # also: binaries, parentBinaries, uids, cgroupPathPrefixes
+
+validate needs no agent: it runs the agent's own parser and prints every problem as
+file:line:col: message. apply has the agent check the file again and also resolve the binaries
+it names on the agent's node.
+
+Exit status: 0 success; 1 invalid policy, unreadable file, agent unreachable or call failed;
+2 bad flags or values.
+
+Examples:
+  vigil policy validate -f deny-tmp.yaml        check a file offline, e.g. in CI
+  vigil policy apply -f deny-tmp.yaml           validate it and enforce it on this node
+  render-policies | vigil policy apply -f -     the same from standard input
+  vigil policy list                             policies, their state and rule hit counts
+  vigil policy list -o json | jq '.policies[] | {name, state}'
+  vigil policy delete deny-tmp                  stop enforcing a policy applied with apply
+  vigil events -f --type policy                 kills and audits as they happen)";
+
+constexpr const char* kPolicyDeleteFooter = R"(
+Only policies applied with 'vigil policy apply' can be deleted here; for a policy that comes
+from a file in the agent's policy directory, remove or edit the file instead.
+
+Examples:
+  vigil policy delete deny-tmp
+  vigil policy list)";
+
+constexpr const char* kPolicyListFooter = R"(
+The table has one row per policy: its SOURCE ("api" for 'vigil policy apply', or the file in
+the agent's policy directory), its MODE, its STATE (enforcing, audit, or error: the newest
+version was rejected and the previous one, if any, stays in force), and RULES and HITS (execs
+that matched, from the kernel's counters). Each rule follows on an indented line:
+  name  action  mode  hits=N
+The first line says how the kernel kills: sigkill, or lsm when BPF LSM denies the exec.
+
+Examples:
+  vigil policy list
+  vigil policy list -o json | jq '.policies[].rules[] | select(.hits != "0")')";
 
 constexpr const char* kStatusFooter = R"(
 Examples:
@@ -69,6 +131,9 @@ struct Flags {
   std::vector<std::string> pids;
   std::vector<std::string> binaries;
   std::string since;
+  std::string policyFile;
+  std::string policyName;
+  std::string policyOutput = "table";
 };
 
 std::optional<std::uint32_t> parseUint32(std::string_view text) {
@@ -95,7 +160,9 @@ v1::GetEventsRequest buildEventsRequest(const Flags& flags, bool lastGiven, bool
     request.set_last(kDefaultLast);
   }
   for (const auto& type : flags.types) {
-    request.add_types(type == "exec" ? v1::EVENT_TYPE_EXEC : v1::EVENT_TYPE_EXIT);
+    request.add_types(type == "exec"   ? v1::EVENT_TYPE_EXEC
+                      : type == "exit" ? v1::EVENT_TYPE_EXIT
+                                       : v1::EVENT_TYPE_POLICY);
   }
   for (const auto& text : flags.pids) {
     auto pid = parseUint32(text);
@@ -134,16 +201,10 @@ EventFormat eventFormat(const std::string& name) {
 int runStatus(const Invocation& invocation, const StatusCommand& command, std::ostream& out,
               std::ostream& err, const Environment& env) {
   auto stub = v1::Vigil::NewStub(makeChannel(invocation.server));
-  grpc::ClientContext context;
-  context.set_wait_for_ready(false);
-  context.set_deadline(std::chrono::system_clock::now() + invocation.timeout);
-  if (env.interrupt != nullptr) env.interrupt->watch(&context);
+  UnaryCall call(invocation.timeout, env.interrupt);
   v1::GetStatusResponse response;
-  grpc::Status status = stub->GetStatus(&context, v1::GetStatusRequest{}, &response);
-  if (env.interrupt != nullptr) {
-    env.interrupt->watch(nullptr);
-    if (env.interrupt->interrupted()) return 130;
-  }
+  grpc::Status status = stub->GetStatus(call.context(), v1::GetStatusRequest{}, &response);
+  if (call.finish()) return 130;
   if (!status.ok()) return reportRpcError(err, "GetStatus", invocation.server, status);
   if (command.format == StatusFormat::kJson) {
     out << formatJson(response) << '\n';
@@ -192,6 +253,7 @@ Environment processEnvironment(Interrupt* interrupt) {
   env.stdoutIsTty = ::isatty(STDOUT_FILENO) == 1;
   env.now = std::chrono::system_clock::now();
   env.interrupt = interrupt;
+  env.in = &std::cin;
   return env;
 }
 
@@ -202,7 +264,7 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
 
   CLI::App app{
       "vigil: see the processes that start and end on this node, as recorded by "
-      "vigil-agent.",
+      "vigil-agent, and manage the policies that kill or audit them.",
       "vigil"};
   app.require_subcommand(0, 1);
   app.fallthrough();
@@ -212,7 +274,7 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
       ->type_name("ADDR")
       ->capture_default_str();
   app.add_option("--timeout", flags.timeout,
-                 "Deadline for one-shot calls such as status: 500ms, 5s, 1m")
+                 "Deadline for one-shot calls (status, policy): 500ms, 5s, 1m")
       ->type_name("DURATION")
       ->capture_default_str();
   app.add_flag("--no-color", flags.noColor, "Never colour the output");
@@ -232,11 +294,13 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
   CLI::Option* last =
       events->add_option("--last", flags.last, "Start with the N most recent matches (0: all)")
           ->type_name("N");
-  events->add_option("--type", flags.types, "Only this event type: exec or exit")
+  events
+      ->add_option("--type", flags.types,
+                   "Only this event type: exec, exit or policy (kills and audits)")
       ->type_name("TYPE")
       ->delimiter(',')
       ->allow_extra_args(false)
-      ->check(CLI::IsMember({"exec", "exit"}));
+      ->check(CLI::IsMember({"exec", "exit", "policy"}));
   events->add_option("--pid", flags.pids, "Only events of this process id")
       ->type_name("PID")
       ->delimiter(',')
@@ -255,11 +319,44 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
       ->check(CLI::IsMember({"compact", "json", "table"}))
       ->capture_default_str();
 
+  CLI::App* policy = app.add_subcommand(
+      "policy", "Validate, apply, list and delete policies that kill or audit execs");
+  policy->footer(kPolicyFooter);
+  policy->require_subcommand(0, 1);
+  CLI::App* validate = policy->add_subcommand(
+      "validate", "Check policy YAML offline with the agent's parser (no agent needed)");
+  validate->footer(kPolicyFooter);
+  validate->add_option("-f,--file", flags.policyFile, "Policy YAML file, or - for standard input")
+      ->type_name("FILE")
+      ->required();
+  CLI::App* apply =
+      policy->add_subcommand("apply", "Validate and apply the policies in a file, all or none");
+  apply->footer(kPolicyFooter);
+  apply->add_option("-f,--file", flags.policyFile, "Policy YAML file, or - for standard input")
+      ->type_name("FILE")
+      ->required();
+  CLI::App* remove = policy->add_subcommand(
+      "delete", "Remove a policy that was applied with 'vigil policy apply'");
+  remove->footer(kPolicyDeleteFooter);
+  remove->add_option("NAME", flags.policyName, "The policy's name")->type_name("")->required();
+  CLI::App* list =
+      policy->add_subcommand("list", "Show the policies, their state and per-rule hit counts");
+  list->footer(kPolicyListFooter);
+  list->add_option("-o,--output", flags.policyOutput, "Output format: table or json")
+      ->type_name("FORMAT")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+
   ParseResult result;
   try {
     std::vector<std::string> reversed(args.rbegin(), args.rend());
     app.parse(reversed);
-    if (app.get_subcommands().empty()) throw CLI::RequiredError("A command (status or events)");
+    if (app.get_subcommands().empty()) {
+      throw CLI::RequiredError("A command (status, events or policy)");
+    }
+    if (policy->parsed() && policy->get_subcommands().empty()) {
+      throw CLI::RequiredError("A policy command (validate, apply, list or delete)");
+    }
 
     Invocation invocation;
     invocation.server = parseServerAddress(flags.server);
@@ -275,6 +372,15 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
       command.request = buildEventsRequest(flags, last->count() > 0, since->count() > 0, env.now);
       command.format = eventFormat(flags.eventsOutput);
       invocation.command = std::move(command);
+    } else if (validate->parsed()) {
+      invocation.command = PolicyValidateCommand{flags.policyFile};
+    } else if (apply->parsed()) {
+      invocation.command = PolicyApplyCommand{flags.policyFile};
+    } else if (remove->parsed()) {
+      invocation.command = PolicyDeleteCommand{flags.policyName};
+    } else if (list->parsed()) {
+      invocation.command = PolicyListCommand{
+          flags.policyOutput == "json" ? PolicyListFormat::kJson : PolicyListFormat::kTable};
     } else {
       invocation.command =
           StatusCommand{flags.statusOutput == "json" ? StatusFormat::kJson : StatusFormat::kText};
@@ -285,9 +391,14 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
       result.exitCode = app.exit(e, out, err);
       return result;
     }
-    std::string command = events->parsed()   ? "vigil events"
-                          : status->parsed() ? "vigil status"
-                                             : "vigil";
+    // The command whose --help explains the flag: "vigil policy apply", "vigil events", ...
+    std::string command = "vigil";
+    for (const CLI::App* sub : {events, status, policy}) {
+      if (sub->parsed()) command += " " + sub->get_name();
+    }
+    for (const CLI::App* sub : {validate, apply, remove, list}) {
+      if (sub->parsed()) command += " " + sub->get_name();
+    }
     err << "vigil: " << e.what() << "\nRun '" << command << " --help' for usage.\n";
     result.exitCode = 2;
   }
@@ -296,6 +407,22 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
 
 int execute(const Invocation& invocation, std::ostream& out, std::ostream& err,
             const Environment& env) {
+  std::istream& in = env.in != nullptr ? *env.in : std::cin;
+  // Offline: the one command that never talks to the agent.
+  if (const auto* validate = std::get_if<PolicyValidateCommand>(&invocation.command)) {
+    return validatePolicies(*validate, in, out, err);
+  }
+  AgentCall call{invocation.server, invocation.timeout, env.interrupt, invocation.color};
+  // Reads its file before it contacts the agent, so a local problem is reported as such.
+  if (const auto* apply = std::get_if<PolicyApplyCommand>(&invocation.command)) {
+    return applyPolicies(call, *apply, in, out, err);
+  }
+  if (const auto* remove = std::get_if<PolicyDeleteCommand>(&invocation.command)) {
+    return deletePolicy(call, *remove, out, err);
+  }
+  if (const auto* list = std::get_if<PolicyListCommand>(&invocation.command)) {
+    return listPolicies(call, *list, out, err);
+  }
   if (std::string reason = unreachableReason(invocation.server); !reason.empty()) {
     return reportUnreachable(err, invocation.server, reason);
   }

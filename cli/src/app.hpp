@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <istream>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -10,6 +11,7 @@
 #include "cli/src/client.hpp"
 #include "cli/src/format.hpp"
 #include "cli/src/interrupt.hpp"
+#include "cli/src/policy.hpp"
 #include "vigil/v1/vigil.pb.h"
 
 namespace vigil::cli {
@@ -25,6 +27,8 @@ struct Environment {
   std::chrono::system_clock::time_point now;
   // Cancels the call in progress on Ctrl-C; without one, Ctrl-C simply kills the process.
   Interrupt* interrupt = nullptr;
+  // Standard input, read by `policy validate|apply -f -`; nullptr means std::cin.
+  std::istream* in = nullptr;
 };
 
 // Reads the environment of this process: VIGIL_SERVER, NO_COLOR, whether stdout is a TTY.
@@ -45,7 +49,9 @@ struct Invocation {
   // Deadline for unary calls.
   std::chrono::nanoseconds timeout{};
   bool color = false;
-  std::variant<StatusCommand, EventsCommand> command;
+  std::variant<StatusCommand, EventsCommand, PolicyValidateCommand, PolicyApplyCommand,
+               PolicyDeleteCommand, PolicyListCommand>
+      command;
 };
 
 struct ParseResult {
@@ -60,8 +66,9 @@ struct ParseResult {
 ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream& out,
                              std::ostream& err, const Environment& env);
 
-// Runs a parsed command against the agent. Returns the exit code: 0 on success (also when
-// Ctrl-C ends `events --follow`), 1 when the agent is unreachable or the call fails.
+// Runs a parsed command, against the agent for all but `policy validate`. Returns the exit
+// code: 0 on success (also when Ctrl-C ends `events --follow`), 1 when the agent is
+// unreachable, the call fails or a policy is invalid, 130 when Ctrl-C cancels a one-shot call.
 int execute(const Invocation& invocation, std::ostream& out, std::ostream& err,
             const Environment& env);
 

@@ -46,6 +46,21 @@ std::string unreachableReason(const ServerAddress& address) {
   return {};
 }
 
+UnaryCall::UnaryCall(std::chrono::nanoseconds timeout, Interrupt* interrupt)
+    : interrupt_(interrupt) {
+  context_.set_wait_for_ready(false);
+  context_.set_deadline(std::chrono::system_clock::now() + timeout);
+  if (interrupt_ != nullptr) interrupt_->watch(&context_);
+}
+
+UnaryCall::~UnaryCall() { finish(); }
+
+bool UnaryCall::finish() {
+  if (interrupt_ == nullptr) return false;
+  interrupt_->watch(nullptr);
+  return interrupt_->interrupted();
+}
+
 std::string statusCodeName(grpc::StatusCode code) {
   switch (code) {
     case grpc::StatusCode::OK:

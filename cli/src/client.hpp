@@ -1,12 +1,16 @@
 #pragma once
 
 #include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
 #include <grpcpp/support/status.h>
 
+#include <chrono>
 #include <memory>
 #include <ostream>
 #include <string>
 #include <string_view>
+
+#include "cli/src/interrupt.hpp"
 
 namespace vigil::cli {
 
@@ -31,6 +35,24 @@ std::shared_ptr<grpc::Channel> makeChannel(const ServerAddress& address);
 // Why the agent is certainly unreachable without trying, for example a missing socket file;
 // empty when a call may succeed.
 std::string unreachableReason(const ServerAddress& address);
+
+// The context of one unary call: it fails at once when the agent cannot be reached, ends at
+// the deadline, and, while this object lives, Ctrl-C cancels it (when `interrupt` is set).
+class UnaryCall {
+ public:
+  UnaryCall(std::chrono::nanoseconds timeout, Interrupt* interrupt);
+  ~UnaryCall();
+  UnaryCall(const UnaryCall&) = delete;
+  UnaryCall& operator=(const UnaryCall&) = delete;
+
+  grpc::ClientContext* context() { return &context_; }
+  // Stops listening for Ctrl-C; true when it came (the caller then exits with 130).
+  bool finish();
+
+ private:
+  grpc::ClientContext context_;
+  Interrupt* interrupt_;
+};
 
 // "UNAVAILABLE", "PERMISSION_DENIED", ...
 std::string statusCodeName(grpc::StatusCode code);

@@ -30,26 +30,6 @@ std::string paint(std::string_view text, std::string_view sgr, bool color) {
   return out;
 }
 
-// Escapes C0 and C1 control characters and DEL; everything else passes through as UTF-8.
-std::string sanitize(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    auto c = static_cast<unsigned char>(text[i]);
-    bool c1 = c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
-              static_cast<unsigned char>(text[i + 1]) <= 0x9f;
-    if (c < 0x20 || c == 0x7f || c1) {
-      unsigned code = c1 ? static_cast<unsigned char>(text[++i]) : c;
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", code);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
 // Terminal columns taken by UTF-8 text, counting one per code point.
 std::size_t displayWidth(std::string_view text) {
   return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
@@ -72,6 +52,7 @@ std::string basename(std::string_view path) {
 const v1::Process* processOf(const v1::Event& event) {
   if (event.has_exec()) return &event.exec().process();
   if (event.has_exit()) return &event.exit().process();
+  if (event.has_policy()) return &event.policy().process();
   return nullptr;
 }
 
@@ -109,9 +90,55 @@ std::string exitResult(const v1::ExitEvent& exit) {
 
 bool exitFailed(const v1::ExitEvent& exit) { return exit.signal() != 0 || exit.exit_code() != 0; }
 
+// "pid=1234 uid=0 /usr/bin/curl -s x": who ran what.
+std::string processSummary(const v1::Process& process) {
+  std::string out =
+      "pid=" + std::to_string(process.pid()) + " uid=" + std::to_string(process.uid());
+  if (process.euid() != process.uid()) out += " euid=" + std::to_string(process.euid());
+  out += " " + programOf(process);
+  if (std::string args = argsOf(process); !args.empty()) out += " " + args;
+  return out;
+}
+
+// "  parent=bash(1200)" from the nearest ancestor, else "  ppid=1200", else nothing.
+std::string parentSummary(const v1::Event& event, const v1::Process& process) {
+  if (event.ancestors_size() > 0) {
+    const auto& parent = event.ancestors(0);
+    std::string name = parent.binary().empty() ? "?" : sanitize(basename(parent.binary()));
+    return "  parent=" + name + "(" + std::to_string(parent.pid()) + ")";
+  }
+  if (process.ppid() != 0) return "  ppid=" + std::to_string(process.ppid());
+  return {};
+}
+
+// What a policy match did, as the compact format's label: "KILL", "AUDIT", or "POLICY" for
+// an action this client does not know.
+std::string policyLabel(const v1::PolicyEvent& policy) {
+  if (policy.action() == "kill") return "KILL";
+  if (policy.action() == "audit") return "AUDIT";
+  return "POLICY";
+}
+
+std::string_view policyColor(const v1::PolicyEvent& policy) {
+  return policy.action() == "kill" ? kBoldRed : kYellow;
+}
+
+// "policy=deny-tmp rule=no-tmp (sigkill)".
+std::string policyVerdict(const v1::PolicyEvent& policy) {
+  std::string out = "policy=" + sanitize(policy.policy()) + " rule=" + sanitize(policy.rule());
+  if (policy.action() != "kill" && policy.action() != "audit" && !policy.action().empty()) {
+    out += " action=" + sanitize(policy.action());
+  }
+  if (policy.action() == "kill" && !policy.mechanism().empty()) {
+    out += " (" + sanitize(policy.mechanism()) + ")";
+  }
+  return out;
+}
+
 std::string lostText(const v1::LostEvent& lost) {
   std::string out = "!! " + std::to_string(lost.count()) + " ";
-  if (lost.lost_type() == v1::EVENT_TYPE_EXEC || lost.lost_type() == v1::EVENT_TYPE_EXIT) {
+  if (lost.lost_type() == v1::EVENT_TYPE_EXEC || lost.lost_type() == v1::EVENT_TYPE_EXIT ||
+      lost.lost_type() == v1::EVENT_TYPE_POLICY) {
     out += eventTypeName(lost.lost_type()) + " ";
   }
   out += lost.count() == 1 ? "event lost " : "events lost ";
@@ -181,10 +208,23 @@ Row eventRow(const std::vector<std::string>& cells) {
       row.back().sgr = kBoldRed;
     } else {
       row[0].sgr = kDim;
-      row[1].sgr = type == "exec" ? kGreen : kYellow;
+      row[1].sgr = type == "exec" ? kGreen : type == "kill" ? kBoldRed : kYellow;
     }
   }
   return row;
+}
+
+std::string_view policyStateColor(std::string_view state) {
+  if (state == "enforcing") return kGreen;
+  if (state == "audit") return kYellow;
+  if (state == "error") return kBoldRed;
+  return {};
+}
+
+std::string_view ruleActionColor(std::string_view action) {
+  if (action == "kill") return kRed;
+  if (action == "audit") return kYellow;
+  return {};
 }
 
 std::string yesNo(bool value) { return value ? "yes" : "no"; }
@@ -263,9 +303,44 @@ std::string eventTypeName(v1::EventType type) {
       return "exit";
     case v1::EVENT_TYPE_LOST:
       return "lost";
+    case v1::EVENT_TYPE_POLICY:
+      return "policy";
     default:
       return "unknown";
   }
+}
+
+std::vector<std::string> splitLines(std::string_view text) {
+  std::vector<std::string> lines;
+  while (!text.empty()) {
+    auto end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (!line.empty()) lines.emplace_back(line);
+    if (end == std::string_view::npos) break;
+    text.remove_prefix(end + 1);
+  }
+  return lines;
+}
+
+// C0 and C1 control characters and DEL become \xNN.
+std::string sanitize(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    auto c = static_cast<unsigned char>(text[i]);
+    bool c1 = c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+              static_cast<unsigned char>(text[i + 1]) <= 0x9f;
+    if (c < 0x20 || c == 0x7f || c1) {
+      unsigned code = c1 ? static_cast<unsigned char>(text[++i]) : c;
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", code);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
 }
 
 std::string quoteArg(std::string_view arg) {
@@ -311,24 +386,27 @@ std::string formatCompact(const v1::Event& event, bool color) {
   if (process == nullptr) return out + eventTypeName(event.type()) + " (no details)";
 
   if (event.has_exec()) {
-    out += paint("exec", kGreen, color) + "  pid=" + std::to_string(process->pid()) +
-           " uid=" + std::to_string(process->uid());
-    if (process->euid() != process->uid()) out += " euid=" + std::to_string(process->euid());
-    out += " " + programOf(*process);
-    if (std::string args = argsOf(*process); !args.empty()) out += " " + args;
+    out += paint("exec", kGreen, color) + "  " + processSummary(*process);
     if (std::string interp = interpreterOf(*process); !interp.empty()) {
       out += "  interp=" + interp;
     }
     if (!process->cwd().empty()) out += "  cwd=" + quoteArg(process->cwd());
     if (process->path_truncated()) out += "  [path truncated]";
-    if (event.ancestors_size() > 0) {
-      const auto& parent = event.ancestors(0);
-      std::string name = parent.binary().empty() ? "?" : sanitize(basename(parent.binary()));
-      out += "  parent=" + name + "(" + std::to_string(parent.pid()) + ")";
-    } else if (process->ppid() != 0) {
-      out += "  ppid=" + std::to_string(process->ppid());
+    return out + parentSummary(event, *process);
+  }
+
+  if (event.has_policy()) {
+    const auto& policy = event.policy();
+    // Labels padded to five columns, so that "KILL  pid=" and "AUDIT pid=" line up.
+    std::string label = policyLabel(policy);
+    out += paint(label, policyColor(policy), color) +
+           std::string(label.size() < 5 ? 6 - label.size() : 1, ' ') + processSummary(*process);
+    if (std::string interp = interpreterOf(*process); !interp.empty()) {
+      out += "  interp=" + interp;
     }
-    return out;
+    out += "  " + paint(policyVerdict(policy), policyColor(policy), color);
+    if (process->path_truncated()) out += "  [path truncated]";
+    return out + parentSummary(event, *process);
   }
 
   const auto& exit = event.exit();
@@ -344,22 +422,93 @@ std::vector<std::string> eventTableRow(const v1::Event& event) {
   const v1::Process* process = processOf(event);
   if (process == nullptr) return {time, eventTypeName(event.type()), "-", "-", "-", "-", ""};
 
+  std::string type;
   std::string result;
-  if (event.has_exec()) {
+  if (event.has_exec() || event.has_policy()) {
     result = argsOf(*process);
     if (std::string interp = interpreterOf(*process); !interp.empty()) {
       result += (result.empty() ? "" : " ") + std::string("(interp ") + interp + ")";
     }
+    type = "exec";
+    if (event.has_policy()) {
+      // The table's lower-case type names: "kill", "audit", "policy".
+      type = policyLabel(event.policy());
+      for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      result += (result.empty() ? "" : "  ") + policyVerdict(event.policy());
+    }
   } else {
+    type = "exit";
     result = exitResult(event.exit());
   }
   return {time,
-          event.has_exec() ? "exec" : "exit",
+          type,
           std::to_string(process->pid()),
           std::to_string(process->ppid()),
           std::to_string(process->uid()),
           programOf(*process),
           result};
+}
+
+std::string formatPolicyList(const v1::ListPoliciesResponse& list, bool color) {
+  std::string out;
+  if (!list.enforcement().empty()) {
+    out += "Enforcement: " + sanitize(list.enforcement()) + "\n\n";
+  }
+  if (list.policies_size() == 0) {
+    return out + "No policies. Apply one with 'vigil policy apply -f FILE'.\n";
+  }
+
+  // Policy rows align with the header and each other; rule rows align with all other rules.
+  std::vector<Row> policyRows = {headerRow({"POLICY", "SOURCE", "MODE", "STATE", "RULES", "HITS"})};
+  std::vector<Row> ruleRows;
+  for (const auto& policy : list.policies()) {
+    std::uint64_t hits = 0;
+    for (const auto& rule : policy.rules()) {
+      hits += rule.hits();
+      ruleRows.push_back({{sanitize(rule.name())},
+                          {sanitize(rule.action()), ruleActionColor(rule.action())},
+                          {sanitize(rule.mode()), rule.mode() == "audit" ? kYellow : ""},
+                          {"hits=" + std::to_string(rule.hits())}});
+    }
+    policyRows.push_back({{sanitize(policy.name())},
+                          {sanitize(policy.source())},
+                          {sanitize(policy.mode())},
+                          {sanitize(policy.state()), policyStateColor(policy.state())},
+                          {std::to_string(policy.rules_size())},
+                          {std::to_string(hits)}});
+  }
+  auto policyWidths = columnWidths(policyRows);
+  auto ruleWidths = columnWidths(ruleRows);
+
+  appendRow(out, policyRows[0], policyWidths, "", color);
+  auto ruleRow = ruleRows.begin();
+  for (int i = 0; i < list.policies_size(); ++i) {
+    const auto& policy = list.policies(i);
+    appendRow(out, policyRows[static_cast<std::size_t>(i) + 1], policyWidths, "", color);
+    for (const auto& line : splitLines(policy.error())) {
+      out += "  " + paint("error:", kBoldRed, color) + " " + sanitize(line) + "\n";
+    }
+    for (int r = 0; r < policy.rules_size(); ++r) {
+      appendRow(out, *ruleRow++, ruleWidths, "  ", color);
+    }
+  }
+  return out;
+}
+
+std::string formatPolicyApplied(const v1::ApplyPolicyResponse& applied, bool color) {
+  std::string out;
+  for (const auto& policy : applied.policies()) {
+    std::string rules =
+        std::to_string(policy.rules_size()) + (policy.rules_size() == 1 ? " rule" : " rules");
+    out += sanitize(policy.name()) + ": " +
+           (policy.state() == "error" ? "not applied (" : "applied (") +
+           paint(sanitize(policy.state()), policyStateColor(policy.state()), color) + ", " + rules +
+           ")\n";
+    for (const auto& line : splitLines(policy.error())) {
+      out += "  " + paint("error:", kBoldRed, color) + " " + sanitize(line) + "\n";
+    }
+  }
+  return out;
 }
 
 std::string formatStatusText(const v1::GetStatusResponse& status, bool color) {
@@ -458,7 +607,7 @@ void EventPrinter::print(const v1::Event& event) {
 
 void EventPrinter::printTableRow(const std::vector<std::string>& cells) {
   // Fixed widths that fit typical values; a longer value pushes the rest of its line right.
-  static const std::vector<std::size_t> kWidths = {24, 4, 7, 7, 5, 28, 0};
+  static const std::vector<std::size_t> kWidths = {24, 5, 7, 7, 5, 28, 0};
   std::string text;
   if (!headerPrinted_) {
     appendRow(text, headerRow(kEventTableHeader), kWidths, "", color_);

@@ -27,8 +27,15 @@ std::string formatDuration(std::chrono::nanoseconds duration);
 std::string formatDuration(const google::protobuf::Duration& duration);
 // "SIGKILL" for 9; "SIG70" for a number without a name.
 std::string signalName(int signal);
-// "exec", "exit", "lost".
+// "exec", "exit", "lost", "policy".
 std::string eventTypeName(v1::EventType type);
+
+// Text from the agent or a traced process, made safe for a terminal: control characters are
+// escaped as \xNN; everything else passes through as UTF-8.
+std::string sanitize(std::string_view text);
+
+// The non-empty lines of `text`, without their line ends.
+std::vector<std::string> splitLines(std::string_view text);
 
 // One command-line argument as a reader should see it: quoted when it contains spaces or shell
 // metacharacters, with control characters escaped so that they cannot drive the terminal.
@@ -42,12 +49,22 @@ std::string formatJson(const google::protobuf::Message& message);
 //   2026-11-25T19:44:15.123Z exec  pid=1234 uid=0 /usr/bin/curl -s x  cwd=/root  parent=bash(1200)
 //   2026-11-25T19:44:16.323Z exit  pid=1234 /usr/bin/curl code=0 lifetime=1.2s
 //   2026-11-25T19:44:16.400Z !! 42 exec events lost (kernel ring buffer full)
+//   2026-11-25T20:00:00.000Z KILL  pid=1234 uid=1000 /tmp/x/evil --arg  policy=deny-tmp
+//       rule=no-tmp (sigkill)  parent=bash(1200)            (one line; AUDIT for an audit)
 std::string formatCompact(const v1::Event& event, bool color);
 
 // The cells of an event's table row, in the order of kEventTableHeader.
 std::vector<std::string> eventTableRow(const v1::Event& event);
 inline const std::vector<std::string> kEventTableHeader = {"TIME", "TYPE",   "PID",        "PPID",
                                                            "UID",  "BINARY", "ARGS/RESULT"};
+
+// `vigil policy list`: the enforcement mechanism, then one row per policy (POLICY SOURCE MODE
+// STATE RULES HITS) with its error and its rules on indented lines below it. Ends in a newline.
+std::string formatPolicyList(const v1::ListPoliciesResponse& list, bool color);
+
+// `vigil policy apply`: one line per applied policy, "deny-tmp: applied (enforcing, 2 rules)",
+// with the error below it for a policy in state "error".
+std::string formatPolicyApplied(const v1::ApplyPolicyResponse& applied, bool color);
 
 // The human-readable `vigil status` report, ending in a newline.
 std::string formatStatusText(const v1::GetStatusResponse& status, bool color);

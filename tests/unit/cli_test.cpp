@@ -16,7 +16,9 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -24,6 +26,7 @@
 
 #include "cli/src/app.hpp"
 #include "cli/src/format.hpp"
+#include "cli/src/policy.hpp"
 #include "cli/src/time_parse.hpp"
 #include "vigil/v1/vigil.grpc.pb.h"
 
@@ -102,6 +105,44 @@ v1::Event lostEvent(const std::string& source, std::uint64_t count) {
   return event;
 }
 
+// A process that a policy rule matched: killed ("kill") or reported ("audit").
+v1::Event policyEvent(const std::string& action, const std::string& mechanism) {
+  v1::Event event;
+  *event.mutable_time() = timestamp("2026-11-25T20:00:00Z");
+  event.set_node_name("node1");
+  event.set_type(v1::EVENT_TYPE_POLICY);
+  auto* policy = event.mutable_policy();
+  auto* process = policy->mutable_process();
+  process->set_pid(1234);
+  process->set_ppid(1200);
+  process->set_uid(1000);
+  process->set_euid(1000);
+  process->set_binary("/tmp/x/evil");
+  process->add_args("evil");
+  process->add_args("--arg");
+  policy->set_policy("deny-tmp");
+  policy->set_rule("no-tmp");
+  policy->set_action(action);
+  policy->set_mechanism(mechanism);
+  auto* parent = event.add_ancestors();
+  parent->set_pid(1200);
+  parent->set_binary("/usr/bin/bash");
+  return event;
+}
+
+// Parses `args` and returns the command of type Command; fails the test if there is none.
+template <typename Command>
+Command parseCommand(const std::vector<std::string>& args) {
+  std::ostringstream out;
+  std::ostringstream err;
+  ParseResult result = parseCommandLine(args, out, err, testEnvironment());
+  EXPECT_TRUE(result.invocation.has_value()) << err.str();
+  if (!result.invocation) return {};
+  const auto* command = std::get_if<Command>(&result.invocation->command);
+  EXPECT_NE(command, nullptr);
+  return command != nullptr ? *command : Command{};
+}
+
 // ---- Flag parsing ----------------------------------------------------------------------------
 
 TEST(cliParse, DefaultsToTheLastTwentyCompactEvents) {
@@ -137,6 +178,104 @@ TEST(cliParse, TypesAreRepeatableAndCommaSeparated) {
     EXPECT_EQ(command.request.types(0), v1::EVENT_TYPE_EXEC);
     EXPECT_EQ(command.request.types(1), v1::EVENT_TYPE_EXIT);
   }
+}
+
+TEST(cliParse, TypePolicySelectsKillsAndAudits) {
+  EventsCommand command = parseEvents({"events", "--type", "policy"});
+  ASSERT_EQ(command.request.types_size(), 1);
+  EXPECT_EQ(command.request.types(0), v1::EVENT_TYPE_POLICY);
+
+  command = parseEvents({"events", "-f", "--type", "exec,exit,policy"});
+  ASSERT_EQ(command.request.types_size(), 3);
+  EXPECT_EQ(command.request.types(2), v1::EVENT_TYPE_POLICY);
+}
+
+TEST(cliParse, PolicyCommands) {
+  EXPECT_EQ(parseCommand<PolicyValidateCommand>({"policy", "validate", "-f", "p.yaml"}).file,
+            "p.yaml");
+  EXPECT_EQ(parseCommand<PolicyValidateCommand>({"policy", "validate", "-f", "-"}).file, "-");
+  EXPECT_EQ(parseCommand<PolicyApplyCommand>({"policy", "apply", "--file", "/etc/p.yaml"}).file,
+            "/etc/p.yaml");
+  EXPECT_EQ(parseCommand<PolicyDeleteCommand>({"policy", "delete", "deny-tmp"}).name, "deny-tmp");
+  EXPECT_EQ(parseCommand<PolicyListCommand>({"policy", "list"}).format, PolicyListFormat::kTable);
+  EXPECT_EQ(parseCommand<PolicyListCommand>({"policy", "list", "-o", "json"}).format,
+            PolicyListFormat::kJson);
+
+  // Global flags work before the command and after the policy command.
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--server", "/tmp/a.sock", "--timeout", "2s", "policy", "list"},
+           {"policy", "list", "--server", "/tmp/a.sock", "--timeout", "2s"},
+           {"policy", "--server", "/tmp/a.sock", "list", "--timeout", "2s"}}) {
+    std::ostringstream out;
+    std::ostringstream err;
+    ParseResult result = parseCommandLine(args, out, err, testEnvironment());
+    ASSERT_TRUE(result.invocation) << err.str();
+    EXPECT_EQ(result.invocation->server.target, "unix:///tmp/a.sock");
+    EXPECT_EQ(result.invocation->timeout, 2s);
+    EXPECT_TRUE(std::holds_alternative<PolicyListCommand>(result.invocation->command));
+  }
+}
+
+TEST(cliParse, BadPolicyFlagsExitTwoAndPointAtTheirCommand) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+    std::string help;
+  };
+  const std::vector<Case> cases = {
+      {{"policy"},
+       "A policy command (validate, apply, list or delete) is required",
+       "vigil policy"},
+      {{"policy", "frobnicate"}, "frobnicate", "vigil policy"},
+      {{"policy", "validate"}, "--file is required", "vigil policy validate"},
+      {{"policy", "apply"}, "--file is required", "vigil policy apply"},
+      {{"policy", "apply", "-f"}, "--file", "vigil policy apply"},
+      {{"policy", "apply", "-f", "a.yaml", "b.yaml"}, "b.yaml", "vigil policy apply"},
+      {{"policy", "delete"}, "NAME is required", "vigil policy delete"},
+      {{"policy", "delete", "a", "b"}, "b", "vigil policy delete"},
+      {{"policy", "list", "-o", "yaml"}, "--output: yaml not in {table,json}", "vigil policy list"},
+      {{"events", "--type", "kill"}, "--type: kill not in {exec,exit,policy}", "vigil events"},
+  };
+  for (const auto& c : cases) {
+    std::ostringstream out;
+    std::ostringstream err;
+    EXPECT_EQ(run(c.args, out, err, testEnvironment()), 2) << c.message;
+    EXPECT_EQ(err.str().rfind("vigil: ", 0), 0u) << err.str();
+    EXPECT_NE(err.str().find(c.message), std::string::npos) << err.str();
+    EXPECT_NE(err.str().find("Run '" + c.help + " --help' for usage."), std::string::npos)
+        << err.str();
+    EXPECT_EQ(out.str(), "");
+  }
+}
+
+TEST(cliParse, PolicyHelpTeaches) {
+  std::ostringstream out;
+  std::ostringstream err;
+  EXPECT_EQ(run({"policy", "--help"}, out, err, testEnvironment()), 0);
+  for (const char* expected :
+       {"validate", "apply", "delete", "list", "Examples:", "vigil policy validate -f",
+        "vigil policy apply -f", "vigil policy apply -f -", "vigil policy list -o json",
+        "vigil policy delete deny-tmp", "vigil events -f --type policy", "file:line:col",
+        "all of them"}) {
+    EXPECT_NE(out.str().find(expected), std::string::npos) << expected << "\n" << out.str();
+  }
+
+  out.str("");
+  EXPECT_EQ(run({"policy", "list", "-h"}, out, err, testEnvironment()), 0);
+  EXPECT_NE(out.str().find("hits=N"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("--output"), std::string::npos) << out.str();
+
+  out.str("");
+  EXPECT_EQ(run({"policy", "apply", "--help"}, out, err, testEnvironment()), 0);
+  EXPECT_NE(out.str().find("--file"), std::string::npos) << out.str();
+
+  out.str("");
+  EXPECT_EQ(run({"--help"}, out, err, testEnvironment()), 0);
+  EXPECT_NE(out.str().find("policy"), std::string::npos) << out.str();
+  out.str("");
+  EXPECT_EQ(run({"events", "--help"}, out, err, testEnvironment()), 0);
+  EXPECT_NE(out.str().find("exec, exit or policy"), std::string::npos) << out.str();
+  EXPECT_EQ(err.str(), "");
 }
 
 TEST(cliParse, PidsAndBinaries) {
@@ -218,7 +357,7 @@ TEST(cliParse, BadFlagsExitTwoWithOneClearMessage) {
     std::string message;
   };
   const std::vector<Case> cases = {
-      {{"events", "--type", "fork"}, "--type: fork not in {exec,exit}"},
+      {{"events", "--type", "fork"}, "--type: fork not in {exec,exit,policy}"},
       {{"events", "--type", "exec,bogus"}, "bogus"},
       {{"events", "--since", "yesterday"}, "--since: expected a duration"},
       {{"events", "--since", "5"}, "--since"},
@@ -232,7 +371,7 @@ TEST(cliParse, BadFlagsExitTwoWithOneClearMessage) {
       {{"events", "--bogus"}, "--bogus"},
       {{"--timeout", "0s", "status"}, "--timeout"},
       {{"frobnicate"}, "frobnicate"},
-      {{}, "A command (status or events) is required"},
+      {{}, "A command (status, events or policy) is required"},
   };
   for (const auto& c : cases) {
     std::ostringstream out;
@@ -430,6 +569,206 @@ TEST(cliFormat, TableAlignsColumns) {
   for (const auto& line : lines) EXPECT_NE(line.back(), ' ') << line;
 }
 
+// ---- Policy events ----------------------------------------------------------------------------
+
+TEST(cliFormat, CompactPolicyKillAndAudit) {
+  EXPECT_EQ(formatCompact(policyEvent("kill", "sigkill"), false),
+            "2026-11-25T20:00:00.000Z KILL  pid=1234 uid=1000 /tmp/x/evil --arg  policy=deny-tmp "
+            "rule=no-tmp (sigkill)  parent=bash(1200)");
+  EXPECT_EQ(formatCompact(policyEvent("kill", "lsm"), false),
+            "2026-11-25T20:00:00.000Z KILL  pid=1234 uid=1000 /tmp/x/evil --arg  policy=deny-tmp "
+            "rule=no-tmp (lsm)  parent=bash(1200)");
+  EXPECT_EQ(formatCompact(policyEvent("audit", ""), false),
+            "2026-11-25T20:00:00.000Z AUDIT pid=1234 uid=1000 /tmp/x/evil --arg  policy=deny-tmp "
+            "rule=no-tmp  parent=bash(1200)");
+  // An action this client does not know yet is still shown, under a neutral label.
+  EXPECT_EQ(formatCompact(policyEvent("quarantine", ""), false),
+            "2026-11-25T20:00:00.000Z POLICY pid=1234 uid=1000 /tmp/x/evil --arg  "
+            "policy=deny-tmp rule=no-tmp action=quarantine  parent=bash(1200)");
+}
+
+TEST(cliFormat, CompactPolicyShowsEuidScriptAndPpid) {
+  v1::Event event = policyEvent("audit", "");
+  event.clear_ancestors();
+  auto* process = event.mutable_policy()->mutable_process();
+  process->set_euid(0);
+  process->set_binary("/usr/bin/bash");
+  process->set_script("/tmp/x/run.sh");
+  process->set_interpreter("/bin/sh");
+  std::string line = formatCompact(event, false);
+  EXPECT_NE(line.find("AUDIT pid=1234 uid=1000 euid=0 /tmp/x/run.sh --arg  interp=/bin/sh  "
+                      "policy=deny-tmp rule=no-tmp  ppid=1200"),
+            std::string::npos)
+      << line;
+}
+
+TEST(cliFormat, PolicyColoursKillRedAndAuditYellow) {
+  std::string kill = formatCompact(policyEvent("kill", "sigkill"), true);
+  EXPECT_NE(kill.find("\x1b[1;31mKILL\x1b[0m"), std::string::npos) << kill;
+  EXPECT_NE(kill.find("\x1b[1;31mpolicy=deny-tmp rule=no-tmp (sigkill)\x1b[0m"), std::string::npos)
+      << kill;
+  std::string audit = formatCompact(policyEvent("audit", ""), true);
+  EXPECT_NE(audit.find("\x1b[33mAUDIT\x1b[0m"), std::string::npos) << audit;
+  EXPECT_EQ(formatCompact(policyEvent("kill", "sigkill"), false).find('\x1b'), std::string::npos);
+
+  // Names from the agent never drive the terminal.
+  v1::Event event = policyEvent("kill", "sigkill");
+  event.mutable_policy()->set_rule("r\x1b[2J");
+  EXPECT_EQ(formatCompact(event, false).find('\x1b'), std::string::npos);
+}
+
+TEST(cliFormat, PolicyJsonRoundTrips) {
+  v1::Event event = policyEvent("kill", "lsm");
+  std::string json = formatJson(event);
+  EXPECT_EQ(json.find('\n'), std::string::npos);
+  EXPECT_NE(json.find(R"("type":"EVENT_TYPE_POLICY")"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("policy":"deny-tmp","rule":"no-tmp","action":"kill","mechanism":"lsm")"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"("policy":{"process":{)"), std::string::npos) << json;
+  v1::Event parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &parsed).ok()) << json;
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(parsed, event)) << json;
+}
+
+TEST(cliFormat, PolicyTableRows) {
+  std::vector<std::string> kill = eventTableRow(policyEvent("kill", "sigkill"));
+  EXPECT_EQ(kill, (std::vector<std::string>{"2026-11-25T20:00:00.000Z", "kill", "1234", "1200",
+                                            "1000", "/tmp/x/evil",
+                                            "--arg  policy=deny-tmp rule=no-tmp (sigkill)"}));
+  std::vector<std::string> audit = eventTableRow(policyEvent("audit", ""));
+  EXPECT_EQ(audit[1], "audit");
+  EXPECT_EQ(audit[6], "--arg  policy=deny-tmp rule=no-tmp");
+
+  for (bool streaming : {false, true}) {
+    std::ostringstream out;
+    EventPrinter printer(out, EventFormat::kTable, false, streaming);
+    printer.print(execEvent());
+    printer.print(policyEvent("kill", "sigkill"));
+    printer.print(policyEvent("audit", ""));
+    printer.finish();
+    std::vector<std::string> lines;
+    std::istringstream in(out.str());
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    ASSERT_EQ(lines.size(), 4u) << out.str();
+    // "audit" fits the TYPE column, also with the fixed widths of a stream.
+    auto column = lines[0].find("PID");
+    for (std::size_t i = 1; i < lines.size(); ++i) {
+      EXPECT_EQ(lines[i].find("1234"), column) << out.str();
+    }
+    EXPECT_NE(lines[2].find(" kill "), std::string::npos) << out.str();
+    EXPECT_NE(lines[3].find(" audit "), std::string::npos) << out.str();
+    EXPECT_NE(lines[2].find("policy=deny-tmp rule=no-tmp (sigkill)"), std::string::npos);
+  }
+
+  std::ostringstream colored;
+  EventPrinter printer(colored, EventFormat::kTable, true, true);
+  printer.print(policyEvent("kill", "sigkill"));
+  printer.print(policyEvent("audit", ""));
+  EXPECT_NE(colored.str().find("\x1b[1;31mkill\x1b[0m"), std::string::npos) << colored.str();
+  EXPECT_NE(colored.str().find("\x1b[33maudit\x1b[0m"), std::string::npos) << colored.str();
+}
+
+TEST(cliFormat, PolicyEventsInEveryFormatAndLostPolicyEvents) {
+  for (EventFormat format : {EventFormat::kCompact, EventFormat::kJson, EventFormat::kTable}) {
+    std::ostringstream out;
+    EventPrinter printer(out, format, false, false);
+    printer.print(policyEvent("kill", "sigkill"));
+    printer.finish();
+    EXPECT_NE(out.str().find("deny-tmp"), std::string::npos) << out.str();
+    EXPECT_NE(out.str().find("no-tmp"), std::string::npos) << out.str();
+  }
+  v1::Event lost = lostEvent("kernel", 3);
+  lost.mutable_lost()->set_lost_type(v1::EVENT_TYPE_POLICY);
+  EXPECT_EQ(formatCompact(lost, false),
+            "2026-11-25T19:44:17.000Z !! 3 policy events lost (kernel ring buffer full)");
+  EXPECT_EQ(eventTypeName(v1::EVENT_TYPE_POLICY), "policy");
+}
+
+// ---- Policy list and apply rendering ---------------------------------------------------------
+
+v1::ListPoliciesResponse sampleList() {
+  v1::ListPoliciesResponse list;
+  list.set_enforcement("sigkill (bpf_lsm unavailable: bpf not listed in /sys/kernel/security/lsm)");
+  auto* deny = list.add_policies();
+  deny->set_name("deny-tmp");
+  deny->set_source("api");
+  deny->set_mode("enforce");
+  deny->set_state("enforcing");
+  auto* rule = deny->add_rules();
+  rule->set_name("no-tmp");
+  rule->set_action("kill");
+  rule->set_mode("enforce");
+  rule->set_hits(12);
+  rule = deny->add_rules();
+  rule->set_name("curl-watch");
+  rule->set_action("audit");
+  rule->set_mode("audit");
+  rule->set_hits(0);
+  auto* legacy = list.add_policies();
+  legacy->set_name("legacy");
+  legacy->set_source("file:/etc/vigil/policies/legacy.yaml");
+  legacy->set_mode("audit");
+  legacy->set_state("error");
+  legacy->set_error(
+      "/etc/vigil/policies/legacy.yaml:7:9: unknown key 'binarys'\n"
+      "/etc/vigil/policies/legacy.yaml:9:15: bad action");
+  rule = legacy->add_rules();
+  rule->set_name("old-rule");
+  rule->set_action("kill");
+  rule->set_mode("audit");
+  rule->set_hits(3);
+  return list;
+}
+
+TEST(cliPolicy, ListTable) {
+  EXPECT_EQ(formatPolicyList(sampleList(), false),
+            "Enforcement: sigkill (bpf_lsm unavailable: bpf not listed in "
+            "/sys/kernel/security/lsm)\n"
+            "\n"
+            "POLICY    SOURCE                                MODE     STATE      RULES  HITS\n"
+            "deny-tmp  api                                   enforce  enforcing  2      12\n"
+            "  no-tmp      kill   enforce  hits=12\n"
+            "  curl-watch  audit  audit    hits=0\n"
+            "legacy    file:/etc/vigil/policies/legacy.yaml  audit    error      1      3\n"
+            "  error: /etc/vigil/policies/legacy.yaml:7:9: unknown key 'binarys'\n"
+            "  error: /etc/vigil/policies/legacy.yaml:9:15: bad action\n"
+            "  old-rule    kill   audit    hits=3\n");
+}
+
+TEST(cliPolicy, ListEmptyAndColoured) {
+  v1::ListPoliciesResponse empty;
+  empty.set_enforcement("lsm (bpf_lsm available)");
+  EXPECT_EQ(formatPolicyList(empty, false),
+            "Enforcement: lsm (bpf_lsm available)\n\n"
+            "No policies. Apply one with 'vigil policy apply -f FILE'.\n");
+
+  std::string colored = formatPolicyList(sampleList(), true);
+  EXPECT_NE(colored.find("\x1b[32menforcing\x1b[0m"), std::string::npos) << colored;
+  EXPECT_NE(colored.find("\x1b[1;31merror\x1b[0m"), std::string::npos) << colored;
+  EXPECT_NE(colored.find("\x1b[31mkill\x1b[0m"), std::string::npos) << colored;
+  EXPECT_EQ(formatPolicyList(sampleList(), false).find('\x1b'), std::string::npos);
+}
+
+TEST(cliPolicy, AppliedLines) {
+  v1::ApplyPolicyResponse applied;
+  *applied.add_policies() = sampleList().policies(0);
+  auto* one = applied.add_policies();
+  one->set_name("audit-curl");
+  one->set_state("audit");
+  one->add_rules()->set_name("r");
+  EXPECT_EQ(formatPolicyApplied(applied, false),
+            "deny-tmp: applied (enforcing, 2 rules)\n"
+            "audit-curl: applied (audit, 1 rule)\n");
+
+  *applied.add_policies() = sampleList().policies(1);
+  EXPECT_NE(formatPolicyApplied(applied, false)
+                .find("legacy: not applied (error, 1 rule)\n"
+                      "  error: /etc/vigil/policies/legacy.yaml:7:9: unknown key 'binarys'\n"),
+            std::string::npos)
+      << formatPolicyApplied(applied, false);
+}
+
 // ---- Status rendering -------------------------------------------------------------------------
 
 v1::GetStatusResponse sampleStatus() {
@@ -503,6 +842,13 @@ class TempDir {
   }
   ~TempDir() { std::filesystem::remove_all(path_); }
   std::string socket() const { return (path_ / "vigil.sock").string(); }
+  std::string path() const { return path_.string(); }
+  // Writes `name` in the directory and returns its path.
+  std::string write(const std::string& name, const std::string& content) const {
+    std::string file = (path_ / name).string();
+    std::ofstream(file, std::ios::binary) << content;
+    return file;
+  }
 
  private:
   std::filesystem::path path_;
@@ -552,7 +898,47 @@ TEST(cliCommand, ConnectionRefusedIsUnreachable) {
   ::close(fd);
 }
 
-// A stand-in agent: records requests and answers with canned events and status.
+TEST(cliPolicy, ReadInputFromFileOrStdin) {
+  TempDir dir;
+  std::istringstream unused;
+  std::string error;
+  std::string file = dir.write("p.yaml", "kind: Policy\n");
+  auto input = readPolicyInput(file, unused, error);
+  ASSERT_TRUE(input) << error;
+  EXPECT_EQ(input->text, "kind: Policy\n");
+  EXPECT_EQ(input->sourceName, file);
+
+  std::istringstream stdinText("a: b\n");
+  input = readPolicyInput("-", stdinText, error);
+  ASSERT_TRUE(input) << error;
+  EXPECT_EQ(input->text, "a: b\n");
+  EXPECT_EQ(input->sourceName, "<stdin>");
+
+  // Exactly 1 MiB is fine; one byte more is not.
+  std::string limit(1 << 20, '#');
+  input = readPolicyInput(dir.write("big.yaml", limit), unused, error);
+  ASSERT_TRUE(input) << error;
+  EXPECT_EQ(input->text.size(), limit.size());
+  std::istringstream bigStdin(limit + "#");
+  EXPECT_FALSE(readPolicyInput("-", bigStdin, error));
+  EXPECT_EQ(error, "<stdin> is larger than 1 MiB, the most a policy file may hold");
+  std::string tooBig = dir.write("too-big.yaml", limit + "#");
+  EXPECT_FALSE(readPolicyInput(tooBig, unused, error));
+  EXPECT_EQ(error, tooBig + " is larger than 1 MiB, the most a policy file may hold");
+}
+
+TEST(cliPolicy, UnreadableInputNamesTheFile) {
+  TempDir dir;
+  std::istringstream unused;
+  std::string error;
+  std::string missing = dir.path() + "/missing.yaml";
+  EXPECT_FALSE(readPolicyInput(missing, unused, error));
+  EXPECT_EQ(error, "cannot read " + missing + ": No such file or directory");
+  EXPECT_FALSE(readPolicyInput(dir.path(), unused, error));
+  EXPECT_EQ(error, "cannot read " + dir.path() + ": Is a directory");
+}
+
+// A stand-in agent: records requests and answers with canned events, status and policies.
 class FakeAgent final : public v1::Vigil::Service {
  public:
   grpc::Status GetEvents(grpc::ServerContext* context, const v1::GetEventsRequest* request,
@@ -580,17 +966,57 @@ class FakeAgent final : public v1::Vigil::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status ApplyPolicy(grpc::ServerContext*, const v1::ApplyPolicyRequest* request,
+                           v1::ApplyPolicyResponse* response) override {
+    {
+      std::lock_guard lock(mutex_);
+      applyRequests_.push_back(*request);
+    }
+    if (!policyError_.ok()) return policyError_;
+    *response = applyResponse_;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status DeletePolicy(grpc::ServerContext*, const v1::DeletePolicyRequest* request,
+                            v1::DeletePolicyResponse*) override {
+    {
+      std::lock_guard lock(mutex_);
+      deleted_.push_back(request->name());
+    }
+    return policyError_;
+  }
+
+  grpc::Status ListPolicies(grpc::ServerContext*, const v1::ListPoliciesRequest*,
+                            v1::ListPoliciesResponse* response) override {
+    if (!policyError_.ok()) return policyError_;
+    *response = sampleList();
+    return grpc::Status::OK;
+  }
+
   v1::GetEventsRequest lastRequest() {
     std::lock_guard lock(mutex_);
     return lastRequest_;
   }
+  std::vector<v1::ApplyPolicyRequest> applyRequests() {
+    std::lock_guard lock(mutex_);
+    return applyRequests_;
+  }
+  std::vector<std::string> deleted() {
+    std::lock_guard lock(mutex_);
+    return deleted_;
+  }
 
+  // Set before the calls that use them.
   std::vector<v1::Event> events_;
   grpc::Status statusError_ = grpc::Status::OK;
+  grpc::Status policyError_ = grpc::Status::OK;
+  v1::ApplyPolicyResponse applyResponse_;
 
  private:
   std::mutex mutex_;
-  v1::GetEventsRequest lastRequest_;  // Guarded by mutex_.
+  v1::GetEventsRequest lastRequest_;                   // Guarded by mutex_.
+  std::vector<v1::ApplyPolicyRequest> applyRequests_;  // Guarded by mutex_.
+  std::vector<std::string> deleted_;                   // Guarded by mutex_.
 };
 
 // FakeAgent served on a unix socket in a temporary directory.
@@ -618,11 +1044,15 @@ class AgentServer {
 
 class CliAgentTest : public testing::Test {
  protected:
-  int vigil(std::vector<std::string> args) {
+  // Runs vigil against the fake agent; `in` is its standard input.
+  int vigil(std::vector<std::string> args, std::istream* in = nullptr) {
     out_.str("");
     err_.str("");
     args.insert(args.begin(), {"--server", server_.address()});
-    return run(args, out_, err_, testEnvironment());
+    Environment env = testEnvironment();
+    std::istringstream empty;
+    env.in = in != nullptr ? in : &empty;
+    return run(args, out_, err_, env);
   }
   FakeAgent& agent() { return server_.agent(); }
 
@@ -674,6 +1104,263 @@ TEST_F(cliAgent, OtherErrorsPrintCodeAndMessage) {
   EXPECT_EQ(vigil({"status"}), 1);
   EXPECT_EQ(err_.str(), "vigil: GetStatus failed: PERMISSION_DENIED: not for you\n");
   EXPECT_EQ(out_.str(), "");
+}
+
+TEST_F(cliAgent, EventsTypePolicy) {
+  agent().events_ = {policyEvent("kill", "sigkill"), policyEvent("audit", "")};
+  ASSERT_EQ(vigil({"events", "--type", "policy"}), 0) << err_.str();
+  v1::GetEventsRequest request = agent().lastRequest();
+  ASSERT_EQ(request.types_size(), 1);
+  EXPECT_EQ(request.types(0), v1::EVENT_TYPE_POLICY);
+  EXPECT_EQ(out_.str(), formatCompact(policyEvent("kill", "sigkill"), false) + "\n" +
+                            formatCompact(policyEvent("audit", ""), false) + "\n");
+}
+
+// A valid policy file for the fake agent (which does not parse it).
+constexpr const char* kSomeYaml = "apiVersion: vigil.dev/v1alpha1\nkind: Policy\n";
+
+v1::ApplyPolicyResponse sampleApplied() {
+  v1::ApplyPolicyResponse applied;
+  *applied.add_policies() = sampleList().policies(0);
+  return applied;
+}
+
+TEST_F(cliAgent, PolicyApplySendsTheFileAndPrintsWhatIsInForce) {
+  TempDir dir;
+  std::string file = dir.write("deny-tmp.yaml", kSomeYaml);
+  agent().applyResponse_ = sampleApplied();
+  agent().applyResponse_.add_warnings(file + ":12:9: /opt/tool does not exist on this node");
+  ASSERT_EQ(vigil({"policy", "apply", "-f", file}), 0) << err_.str();
+  auto requests = agent().applyRequests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].yaml(), kSomeYaml);
+  EXPECT_EQ(requests[0].source_name(), file);
+  EXPECT_EQ(out_.str(), "deny-tmp: applied (enforcing, 2 rules)\n");
+  EXPECT_EQ(err_.str(), "warning: " + file + ":12:9: /opt/tool does not exist on this node\n");
+}
+
+TEST_F(cliAgent, PolicyApplyFromStdin) {
+  agent().applyResponse_ = sampleApplied();
+  std::istringstream in(kSomeYaml);
+  ASSERT_EQ(vigil({"policy", "apply", "-f", "-"}, &in), 0) << err_.str();
+  auto requests = agent().applyRequests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].yaml(), kSomeYaml);
+  EXPECT_EQ(requests[0].source_name(), "<stdin>");
+  EXPECT_EQ(out_.str(), "deny-tmp: applied (enforcing, 2 rules)\n");
+}
+
+TEST_F(cliAgent, PolicyApplyRejectedPrintsTheAgentsLines) {
+  TempDir dir;
+  std::string file = dir.write("bad.yaml", kSomeYaml);
+  agent().policyError_ =
+      grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, file + ":3:5: unknown key 'kinds'\n" + file +
+                                                           ":9:15: action must be kill or audit");
+  EXPECT_EQ(vigil({"policy", "apply", "-f", file}), 1);
+  EXPECT_EQ(err_.str(),
+            file + ":3:5: unknown key 'kinds'\n" + file + ":9:15: action must be kill or audit\n");
+  EXPECT_EQ(out_.str(), "");
+
+  agent().policyError_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "policy map full");
+  EXPECT_EQ(vigil({"policy", "apply", "-f", file}), 1);
+  EXPECT_EQ(err_.str(), "vigil: ApplyPolicy failed: RESOURCE_EXHAUSTED: policy map full\n");
+
+  // A policy the agent reports in state "error" is a failure too.
+  agent().policyError_ = grpc::Status::OK;
+  agent().applyResponse_.Clear();
+  *agent().applyResponse_.add_policies() = sampleList().policies(1);
+  EXPECT_EQ(vigil({"policy", "apply", "-f", file}), 1);
+  EXPECT_NE(out_.str().find("legacy: not applied (error"), std::string::npos) << out_.str();
+}
+
+TEST_F(cliAgent, PolicyApplyUnreadableFileNeverReachesTheAgent) {
+  TempDir dir;
+  std::string missing = dir.path() + "/nope.yaml";
+  EXPECT_EQ(vigil({"policy", "apply", "-f", missing}), 1);
+  EXPECT_EQ(err_.str(), "vigil: cannot read " + missing + ": No such file or directory\n");
+  EXPECT_EQ(out_.str(), "");
+  EXPECT_TRUE(agent().applyRequests().empty());
+
+  std::string big = dir.write("big.yaml", std::string((1 << 20) + 1, '#'));
+  EXPECT_EQ(vigil({"policy", "apply", "-f", big}), 1);
+  EXPECT_NE(err_.str().find(big + " is larger than 1 MiB"), std::string::npos) << err_.str();
+  EXPECT_TRUE(agent().applyRequests().empty());
+}
+
+TEST_F(cliAgent, PolicyDelete) {
+  ASSERT_EQ(vigil({"policy", "delete", "deny-tmp"}), 0) << err_.str();
+  EXPECT_EQ(agent().deleted(), std::vector<std::string>{"deny-tmp"});
+  EXPECT_EQ(out_.str(), "deny-tmp: deleted\n");
+  EXPECT_EQ(err_.str(), "");
+
+  agent().policyError_ = grpc::Status(grpc::StatusCode::NOT_FOUND, "policy \"ghost\" not found");
+  EXPECT_EQ(vigil({"policy", "delete", "ghost"}), 1);
+  EXPECT_EQ(err_.str(), "vigil: no policy named ghost\n");
+  EXPECT_EQ(out_.str(), "");
+
+  agent().policyError_ =
+      grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                   "policy legacy comes from /etc/vigil/policies/legacy.yaml: remove the file");
+  EXPECT_EQ(vigil({"policy", "delete", "legacy"}), 1);
+  EXPECT_EQ(err_.str(),
+            "vigil: policy legacy comes from /etc/vigil/policies/legacy.yaml: remove the file\n");
+}
+
+TEST_F(cliAgent, PolicyListTableAndJson) {
+  ASSERT_EQ(vigil({"policy", "list"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), formatPolicyList(sampleList(), false));
+  EXPECT_EQ(err_.str(), "");
+
+  ASSERT_EQ(vigil({"policy", "list", "-o", "json"}), 0) << err_.str();
+  EXPECT_EQ(out_.str(), formatJson(sampleList()) + "\n");
+  v1::ListPoliciesResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(out_.str(), &parsed).ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(parsed, sampleList()));
+  EXPECT_NE(out_.str().find(R"("hits":"12")"), std::string::npos) << out_.str();
+}
+
+TEST_F(cliAgent, PolicyCallsToAnAgentWithoutPolicies) {
+  agent().policyError_ = grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "");
+  EXPECT_EQ(vigil({"policy", "list"}), 1);
+  EXPECT_EQ(err_.str(), "vigil: the agent at " + server_.address() +
+                            " does not support policies (ListPolicies: UNIMPLEMENTED); it is "
+                            "older than this vigil\n");
+
+  agent().policyError_ = grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "root only");
+  EXPECT_EQ(vigil({"policy", "list"}), 1);
+  EXPECT_EQ(err_.str(), "vigil: ListPolicies failed: PERMISSION_DENIED: root only\n");
+}
+
+TEST(cliCommand, PolicyCommandsNeedAReachableAgent) {
+  TempDir dir;
+  std::string server = "unix://" + dir.socket();
+  std::string file = dir.write("p.yaml", kSomeYaml);
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"policy", "list"}, {"policy", "delete", "x"}, {"policy", "apply", "-f", file}}) {
+    std::vector<std::string> full = {"--server", server};
+    full.insert(full.end(), args.begin(), args.end());
+    std::ostringstream out;
+    std::ostringstream err;
+    EXPECT_EQ(run(full, out, err, testEnvironment()), 1) << args[1];
+    EXPECT_EQ(err.str().rfind("vigil: cannot reach the agent at " + server + ": ", 0), 0u)
+        << err.str();
+    EXPECT_EQ(out.str(), "");
+  }
+}
+
+// ---- Offline validation with the agent's policy parser ----------------------------------------
+// These need the policy library (agent/src/policy/document.cpp) to work, not only to link.
+
+constexpr const char* kGoodPolicies = R"(apiVersion: vigil.dev/v1alpha1
+kind: Policy
+metadata:
+  name: deny-tmp
+spec:
+  mode: enforce
+  exec:
+    - name: no-tmp
+      action: kill
+      match:
+        pathPrefixes: [/tmp/, /dev/shm/]
+    - name: no-curl-as-root
+      action: kill
+      match:
+        binaries: [/usr/bin/curl]
+        uids: [0]
+---
+apiVersion: vigil.dev/v1alpha1
+kind: Policy
+metadata:
+  name: watch-shells
+spec:
+  mode: audit
+  exec:
+    - name: shells-from-web
+      action: audit
+      match:
+        parentBinaries: [/usr/sbin/nginx]
+)";
+
+// Line 9 holds an unknown action.
+constexpr const char* kBadPolicy = R"(apiVersion: vigil.dev/v1alpha1
+kind: Policy
+metadata:
+  name: deny-tmp
+spec:
+  mode: enforce
+  exec:
+    - name: no-tmp
+      action: block
+      match:
+        pathPrefixes: [/tmp/]
+)";
+
+// Runs `vigil ARGS` with an agent address where nothing listens: validation must not need one.
+int runOffline(std::vector<std::string> args, std::ostream& out, std::ostream& err,
+               std::istream* in = nullptr) {
+  TempDir nowhere;
+  args.insert(args.begin(), {"--server", "unix://" + nowhere.socket()});
+  Environment env = testEnvironment();
+  env.in = in;
+  return run(args, out, err, env);
+}
+
+TEST(cliValidate, GoodFileOfflineExitsZero) {
+  TempDir dir;
+  std::string file = dir.write("good.yaml", kGoodPolicies);
+  std::ostringstream out;
+  std::ostringstream err;
+  EXPECT_EQ(runOffline({"policy", "validate", "-f", file}, out, err), 0) << err.str();
+  EXPECT_EQ(out.str(),
+            "deny-tmp: valid (enforce, 2 exec rules)\n"
+            "watch-shells: valid (audit, 1 exec rule)\n");
+  EXPECT_EQ(err.str(), "");
+}
+
+TEST(cliValidate, BadFileNamesFileLineAndColumnAndExitsOne) {
+  TempDir dir;
+  std::string file = dir.write("bad.yaml", kBadPolicy);
+  std::ostringstream out;
+  std::ostringstream err;
+  EXPECT_EQ(runOffline({"policy", "validate", "-f", file}, out, err), 1);
+  EXPECT_EQ(out.str(), "");
+  std::istringstream lines(err.str());
+  int count = 0;
+  for (std::string line; std::getline(lines, line); ++count) {
+    EXPECT_TRUE(std::regex_search(line, std::regex("^" + file + R"(:\d+:\d+: .+)"))) << line;
+  }
+  EXPECT_GE(count, 1);
+  EXPECT_EQ(err.str().rfind(file + ":9:", 0), 0u) << err.str();
+  EXPECT_NE(err.str().find("block"), std::string::npos) << err.str();
+}
+
+TEST(cliValidate, StdinIsCalledStdin) {
+  std::istringstream good(kGoodPolicies);
+  std::ostringstream out;
+  std::ostringstream err;
+  EXPECT_EQ(runOffline({"policy", "validate", "-f", "-"}, out, err, &good), 0) << err.str();
+  EXPECT_NE(out.str().find("deny-tmp: valid"), std::string::npos) << out.str();
+
+  std::istringstream bad(kBadPolicy);
+  out.str("");
+  EXPECT_EQ(runOffline({"policy", "validate", "-f", "-"}, out, err, &bad), 1);
+  EXPECT_EQ(err.str().rfind("<stdin>:9:", 0), 0u) << err.str();
+}
+
+TEST(cliValidate, UnreadableOrEmptyFileExitsOne) {
+  TempDir dir;
+  std::ostringstream out;
+  std::ostringstream err;
+  std::string missing = dir.path() + "/missing.yaml";
+  EXPECT_EQ(runOffline({"policy", "validate", "-f", missing}, out, err), 1);
+  EXPECT_EQ(err.str(), "vigil: cannot read " + missing + ": No such file or directory\n");
+
+  // Nothing to apply is not a valid policy file, whether the parser calls it an error or not.
+  err.str("");
+  std::string empty = dir.write("empty.yaml", "# nothing yet\n");
+  EXPECT_EQ(runOffline({"policy", "validate", "-f", empty}, out, err), 1);
+  EXPECT_NE(err.str().find(empty), std::string::npos) << err.str();
+  EXPECT_EQ(out.str(), "");
 }
 
 TEST(cliCommand, CtrlCEndsFollowQuietlyWithZero) {

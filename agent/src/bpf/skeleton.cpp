@@ -3,9 +3,14 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <unistd.h>
+
 #include <cstdarg>
+#include <cstring>
+#include <functional>
 #include <cstdio>
 
+#include <vigil/policy.h>
 #include <vigil/stats.h>
 
 #include "common/log.hpp"
@@ -52,7 +57,185 @@ Expected<std::unique_ptr<Skeleton>> Skeleton::create(const LoadOptions& options)
   return owner;
 }
 
-Skeleton::~Skeleton() { vigil_bpf::destroy(skel_); }
+Skeleton::~Skeleton() {
+  vigil_bpf::destroy(skel_);
+  if (barrierInnerFd_ >= 0) close(barrierInnerFd_);
+}
+
+namespace {
+
+template <typename Key>
+Status putBitmaps(bpf_map* map, const char* what, uint32_t gen,
+                  const std::function<Key(const void* src)>& makeKey,
+                  const std::vector<std::pair<const void*, const policy::Bitmap*>>& entries) {
+  for (const auto& [src, bits] : entries) {
+    Key key = makeKey(src);
+    vigil_rule_bitmap value{};
+    std::memcpy(value.w, bits->data(), sizeof value.w);
+    int err = bpf_map__update_elem(map, &key, sizeof key, &value, sizeof value, BPF_ANY);
+    if (err) return Error(err, std::string("write ") + what + " rule for generation " +
+                                   std::to_string(gen));
+  }
+  return {};
+}
+
+template <typename Key>
+Status deleteKeys(bpf_map* map, const std::function<bool(const Key&)>& doomed) {
+  std::vector<Key> keys;
+  Key cur{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map__get_next_key(map, prev, &next, sizeof next) == 0) {
+    if (doomed(next)) keys.push_back(next);
+    cur = next;
+    prev = &cur;
+  }
+  for (const Key& k : keys) {
+    int err = bpf_map__delete_elem(map, &k, sizeof k, 0);
+    if (err && err != -ENOENT) return Error(err, std::string("delete from ") + bpf_map__name(map));
+  }
+  return {};
+}
+
+uint32_t prefixGen(const vigil_prefix_key& k) {
+  uint32_t g;
+  std::memcpy(&g, k.data, sizeof g);
+  return g;
+}
+
+}  // namespace
+
+Status Skeleton::deleteGeneration(uint32_t gen) {
+  auto m = skel_->maps;
+  if (auto s = deleteKeys<vigil_file_key>(m.vigil_rule_binaries,
+                                          [&](const vigil_file_key& k) { return k.gen == gen; });
+      !s)
+    return s;
+  if (auto s = deleteKeys<vigil_file_key>(m.vigil_rule_parents,
+                                          [&](const vigil_file_key& k) { return k.gen == gen; });
+      !s)
+    return s;
+  if (auto s = deleteKeys<vigil_uid_key>(m.vigil_rule_uids,
+                                         [&](const vigil_uid_key& k) { return k.gen == gen; });
+      !s)
+    return s;
+  if (auto s = deleteKeys<vigil_cgroup_key>(
+          m.vigil_rule_cgroups, [&](const vigil_cgroup_key& k) { return k.gen == gen; });
+      !s)
+    return s;
+  return deleteKeys<vigil_prefix_key>(
+      m.vigil_rule_prefixes, [&](const vigil_prefix_key& k) { return prefixGen(k) == gen; });
+}
+
+Status Skeleton::applyExecRules(const policy::CompiledRules& rules,
+                                const std::vector<uint32_t>& freshSlots) {
+  auto m = skel_->maps;
+  uint32_t next = rulesActive_ ? 1 - gen_ : gen_;
+  // Leftovers of an apply that failed half-way.
+  if (auto s = deleteGeneration(next); !s) return s;
+
+  auto ruleset = std::make_unique<vigil_ruleset>();
+  ruleset->nwords = rules.nwords;
+  auto copy = [](vigil_rule_bitmap& dst, const policy::Bitmap& src) {
+    std::memcpy(dst.w, src.data(), sizeof dst.w);
+  };
+  copy(ruleset->any_binary, rules.anyBinary);
+  copy(ruleset->any_prefix, rules.anyPrefix);
+  copy(ruleset->any_parent, rules.anyParent);
+  copy(ruleset->any_uid, rules.anyUid);
+  copy(ruleset->any_cgroup, rules.anyCgroup);
+  copy(ruleset->kill, rules.kill);
+  if (int err = bpf_map__update_elem(m.vigil_rulesets, &next, sizeof next, ruleset.get(),
+                                     sizeof *ruleset, BPF_ANY))
+    return Error(err, "write rule set");
+
+  auto files = [&](bpf_map* map, const char* what,
+                   const std::map<policy::FileId, policy::Bitmap>& src) {
+    std::vector<std::pair<const void*, const policy::Bitmap*>> entries;
+    for (const auto& [id, bits] : src) entries.emplace_back(&id, &bits);
+    return putBitmaps<vigil_file_key>(map, what, next, [&](const void* p) {
+      auto* id = static_cast<const policy::FileId*>(p);
+      return vigil_file_key{next, id->dev, id->ino};
+    }, entries);
+  };
+  if (auto s = files(m.vigil_rule_binaries, "binary", rules.binaries); !s) return s;
+  if (auto s = files(m.vigil_rule_parents, "parent binary", rules.parents); !s) return s;
+  {
+    std::vector<std::pair<const void*, const policy::Bitmap*>> entries;
+    for (const auto& [uid, bits] : rules.uids) entries.emplace_back(&uid, &bits);
+    if (auto s = putBitmaps<vigil_uid_key>(m.vigil_rule_uids, "uid", next, [&](const void* p) {
+          return vigil_uid_key{next, *static_cast<const uint32_t*>(p)};
+        }, entries); !s)
+      return s;
+  }
+  {
+    std::vector<std::pair<const void*, const policy::Bitmap*>> entries;
+    for (const auto& [id, bits] : rules.cgroups) entries.emplace_back(&id, &bits);
+    if (auto s = putBitmaps<vigil_cgroup_key>(m.vigil_rule_cgroups, "cgroup", next,
+                                              [&](const void* p) {
+                                                return vigil_cgroup_key{
+                                                    next, 0, *static_cast<const uint64_t*>(p)};
+                                              }, entries); !s)
+      return s;
+  }
+  {
+    std::vector<std::pair<const void*, const policy::Bitmap*>> entries;
+    for (const auto& [prefix, bits] : rules.prefixes) entries.emplace_back(&prefix, &bits);
+    if (auto s = putBitmaps<vigil_prefix_key>(m.vigil_rule_prefixes, "path prefix", next,
+                                              [&](const void* p) {
+                                                auto* str = static_cast<const std::string*>(p);
+                                                vigil_prefix_key k{};
+                                                k.prefixlen = 32 + 8 * str->size();
+                                                std::memcpy(k.data, &next, sizeof next);
+                                                std::memcpy(k.data + 4, str->data(), str->size());
+                                                return k;
+                                              }, entries); !s)
+      return s;
+  }
+
+  int ncpu = libbpf_num_possible_cpus();
+  std::vector<uint64_t> zeros(static_cast<size_t>(ncpu > 0 ? ncpu : 1), 0);
+  for (uint32_t slot : freshSlots) {
+    bpf_map__update_elem(m.vigil_rule_hits, &slot, sizeof slot, zeros.data(),
+                         zeros.size() * sizeof(uint64_t), BPF_ANY);
+  }
+
+  // The flip: one update, read once by each exec.
+  vigil_policy_state state{next, rules.empty() ? 0u : 1u};
+  uint32_t zero = 0;
+  if (int err = bpf_map__update_elem(m.vigil_policy_state, &zero, sizeof zero, &state,
+                                     sizeof state, BPF_ANY))
+    return Error(err, "switch to the new rule set");
+  uint32_t old = gen_;
+  bool hadOld = rulesActive_ && old != next;
+  gen_ = next;
+  rulesActive_ = !rules.empty();
+
+  // Wait for every program that may have read the old generation to finish: an update of a
+  // map-in-map makes the kernel wait for an RCU grace period.
+  if (barrierInnerFd_ < 0) {
+    barrierInnerFd_ = bpf_map_create(BPF_MAP_TYPE_ARRAY, "vigil_barrier", 4, 4, 1, nullptr);
+    if (barrierInnerFd_ < 0) return Error(errno, "create policy barrier map");
+  }
+  if (int err = bpf_map__update_elem(m.vigil_policy_barrier, &zero, sizeof zero, &barrierInnerFd_,
+                                     sizeof barrierInnerFd_, BPF_ANY))
+    return Error(err, "wait for programs using the old rule set");
+  if (hadOld) return deleteGeneration(old);
+  return {};
+}
+
+Expected<std::vector<uint64_t>> Skeleton::readRuleHits() const {
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return Error(ncpu, "count possible CPUs");
+  std::vector<uint64_t> perCpu(static_cast<size_t>(ncpu));
+  std::vector<uint64_t> sums(VIGIL_MAX_EXEC_RULES, 0);
+  for (uint32_t slot = 0; slot < VIGIL_MAX_EXEC_RULES; slot++) {
+    int err = bpf_map__lookup_elem(skel_->maps.vigil_rule_hits, &slot, sizeof slot, perCpu.data(),
+                                   perCpu.size() * sizeof(uint64_t), 0);
+    if (err) return Error(err, "read rule hit counters");
+    for (uint64_t v : perCpu) sums[slot] += v;
+  }
+  return sums;
+}
 
 int Skeleton::eventsMapFd() const { return bpf_map__fd(skel_->maps.vigil_events); }
 

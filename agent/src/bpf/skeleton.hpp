@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "policy/exec_rules.hpp"
 
 struct vigil_bpf;  // generated skeleton, only ever included by agent/src/bpf/*.cpp
 
@@ -42,9 +43,22 @@ class Skeleton {
   Expected<std::vector<uint64_t>> readStats() const;
   std::vector<ProgramInfo> programs() const;
 
+  // Writes compiled exec rules into the inactive generation of the policy maps, flips the
+  // active generation in one update, waits until no program can still be using the old one,
+  // then deletes it. freshSlots get their hit counters reset.
+  Status applyExecRules(const policy::CompiledRules& rules, const std::vector<uint32_t>& freshSlots);
+  // Hit counters of every rule slot, summed over CPUs.
+  Expected<std::vector<uint64_t>> readRuleHits() const;
+  // The generation execs are matched against now.
+  uint32_t policyGeneration() const { return gen_; }
+
  private:
   explicit Skeleton(vigil_bpf* skel) : skel_(skel) {}
+  Status deleteGeneration(uint32_t gen);
   vigil_bpf* skel_;
+  uint32_t gen_ = 0;
+  bool rulesActive_ = false;
+  int barrierInnerFd_ = -1;
 };
 
 // Name of stat id i ("exec_lost_ringbuf_full", ...), from the shared ABI header.

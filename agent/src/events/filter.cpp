@@ -13,6 +13,7 @@ const v1::Process* processOf(const v1::Event& event) {
   switch (event.event_case()) {
     case v1::Event::kExec: return &event.exec().process();
     case v1::Event::kExit: return &event.exit().process();
+    case v1::Event::kPolicy: return &event.policy().process();
     default: return nullptr;
   }
 }
@@ -20,7 +21,8 @@ const v1::Process* processOf(const v1::Event& event) {
 Expected<EventFilter> EventFilter::fromRequest(const v1::GetEventsRequest& request) {
   EventFilter f;
   for (int t : request.types()) {
-    if (t != v1::EVENT_TYPE_EXEC && t != v1::EVENT_TYPE_EXIT && t != v1::EVENT_TYPE_LOST) {
+    if (t != v1::EVENT_TYPE_EXEC && t != v1::EVENT_TYPE_EXIT && t != v1::EVENT_TYPE_LOST &&
+        t != v1::EVENT_TYPE_POLICY) {
       return Error(EINVAL, "types: unsupported event type " + std::to_string(t));
     }
     f.types_.push_back(static_cast<v1::EventType>(t));

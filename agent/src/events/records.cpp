@@ -47,6 +47,9 @@ Expected<Record> decodeExec(std::span<const uint8_t> raw) {
   e.flags = r.flags;
   e.argc = r.argc;
   e.comm = fixedString(r.comm, sizeof r.comm);
+  e.verdict = r.verdict;
+  e.ruleSlot = r.rule_slot;
+  e.ruleGen = r.rule_gen;
   std::string_view data(reinterpret_cast<const char*>(raw.data()) + sizeof(r), total);
   size_t off = 0;
   auto take = [&](size_t n) {

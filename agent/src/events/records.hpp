@@ -25,6 +25,9 @@ struct ExecRecord {
   std::string cwd;
   std::string filename;  // only for interpreter execs
   std::string interp;    // only for interpreter execs
+  uint32_t verdict = 0;  // enum vigil_policy_verdict
+  uint32_t ruleSlot = 0;
+  uint32_t ruleGen = 0;
 
   bool argsTruncated() const;
   bool pathTruncated() const;

@@ -1,5 +1,7 @@
 #include "export/grpc_service.hpp"
 
+#include <algorithm>
+
 namespace vigil::api {
 namespace {
 
@@ -18,8 +20,8 @@ struct Unsubscribe {
 
 }  // namespace
 
-VigilService::VigilService(server::EventHub& hub, StatusFn status)
-    : hub_(hub), status_(std::move(status)) {}
+VigilService::VigilService(server::EventHub& hub, StatusFn status, PolicyHooks policies)
+    : hub_(hub), status_(std::move(status)), policies_(std::move(policies)) {}
 
 grpc::Status VigilService::GetEvents(grpc::ServerContext* context,
                                      const v1::GetEventsRequest* request,
@@ -54,6 +56,84 @@ grpc::Status VigilService::GetEvents(grpc::ServerContext* context,
 grpc::Status VigilService::GetStatus(grpc::ServerContext*, const v1::GetStatusRequest*,
                                      v1::GetStatusResponse* response) {
   *response = status_();
+  return grpc::Status::OK;
+}
+
+namespace {
+
+const grpc::Status kNoPolicies{grpc::StatusCode::UNIMPLEMENTED,
+                               "this agent runs without a policy engine"};
+
+void fillStatus(const policy::PolicyInfo& info, const std::vector<uint64_t>& hits,
+                v1::PolicyStatus* out) {
+  out->set_name(info.name);
+  out->set_source(info.source);
+  out->set_error(info.error);
+  if (!info.policy) {
+    out->set_state("error");
+    return;
+  }
+  const policy::Policy& p = *info.policy;
+  out->set_mode(policy::toString(p.mode));
+  out->set_state(!info.error.empty()        ? "error"
+                 : p.mode == policy::Mode::enforce ? "enforcing"
+                                                   : "audit");
+  for (const auto& r : p.exec) {
+    auto* rs = out->add_rules();
+    rs->set_name(r.name);
+    rs->set_action(policy::toString(r.action));
+    rs->set_mode(policy::toString(r.effectiveMode(p.mode)));
+    auto it = info.ruleSlots.find(r.name);
+    if (it != info.ruleSlots.end() && it->second < hits.size()) rs->set_hits(hits[it->second]);
+  }
+}
+
+}  // namespace
+
+grpc::Status VigilService::ApplyPolicy(grpc::ServerContext*, const v1::ApplyPolicyRequest* request,
+                                       v1::ApplyPolicyResponse* response) {
+  if (!policies_.store) return kNoPolicies;
+  if (request->yaml().size() > policy::kMaxFileBytes) {
+    return {grpc::StatusCode::INVALID_ARGUMENT,
+            "policy text is larger than " + std::to_string(policy::kMaxFileBytes) + " bytes"};
+  }
+  std::string source = request->source_name().empty() ? "<api>" : request->source_name();
+  auto outcome = policies_.store->applyText(request->yaml(), source);
+  if (!outcome) {
+    auto code = outcome.error().code() == EEXIST ? grpc::StatusCode::ALREADY_EXISTS
+                                                 : grpc::StatusCode::INVALID_ARGUMENT;
+    return {code, outcome.error().context()};
+  }
+  auto hits = policies_.hits ? policies_.hits() : std::vector<uint64_t>{};
+  for (const auto& info : policies_.store->list()) {
+    if (std::find(outcome->names.begin(), outcome->names.end(), info.name) !=
+        outcome->names.end())
+      fillStatus(info, hits, response->add_policies());
+  }
+  for (const auto& w : outcome->warnings) response->add_warnings(w);
+  return grpc::Status::OK;
+}
+
+grpc::Status VigilService::DeletePolicy(grpc::ServerContext*,
+                                        const v1::DeletePolicyRequest* request,
+                                        v1::DeletePolicyResponse*) {
+  if (!policies_.store) return kNoPolicies;
+  if (request->name().empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "name is empty"};
+  auto s = policies_.store->remove(request->name());
+  if (s) return grpc::Status::OK;
+  switch (s.error().code()) {
+    case ENOENT: return {grpc::StatusCode::NOT_FOUND, s.error().context()};
+    case EPERM: return {grpc::StatusCode::FAILED_PRECONDITION, s.error().context()};
+    default: return {grpc::StatusCode::INTERNAL, s.error().message()};
+  }
+}
+
+grpc::Status VigilService::ListPolicies(grpc::ServerContext*, const v1::ListPoliciesRequest*,
+                                        v1::ListPoliciesResponse* response) {
+  if (!policies_.store) return kNoPolicies;
+  auto hits = policies_.hits ? policies_.hits() : std::vector<uint64_t>{};
+  for (const auto& info : policies_.store->list()) fillStatus(info, hits, response->add_policies());
+  response->set_enforcement(policies_.enforcement);
   return grpc::Status::OK;
 }
 

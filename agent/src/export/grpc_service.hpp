@@ -6,25 +6,40 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "policy/policy_store.hpp"
 #include "server/event_hub.hpp"
 #include "vigil/v1/vigil.grpc.pb.h"
 
 namespace vigil::api {
 
+// What the policy RPCs need; without a store they answer UNIMPLEMENTED.
+struct PolicyHooks {
+  policy::PolicyStore* store = nullptr;
+  std::function<std::vector<uint64_t>()> hits;  // by rule slot
+  std::string enforcement;
+};
+
 class VigilService final : public v1::Vigil::Service {
  public:
   using StatusFn = std::function<v1::GetStatusResponse()>;
 
-  VigilService(server::EventHub& hub, StatusFn status);
+  VigilService(server::EventHub& hub, StatusFn status, PolicyHooks policies = {});
 
   grpc::Status GetEvents(grpc::ServerContext* context, const v1::GetEventsRequest* request,
                          grpc::ServerWriter<v1::GetEventsResponse>* writer) override;
   grpc::Status GetStatus(grpc::ServerContext* context, const v1::GetStatusRequest* request,
                          v1::GetStatusResponse* response) override;
+  grpc::Status ApplyPolicy(grpc::ServerContext* context, const v1::ApplyPolicyRequest* request,
+                           v1::ApplyPolicyResponse* response) override;
+  grpc::Status DeletePolicy(grpc::ServerContext* context, const v1::DeletePolicyRequest* request,
+                            v1::DeletePolicyResponse* response) override;
+  grpc::Status ListPolicies(grpc::ServerContext* context, const v1::ListPoliciesRequest* request,
+                            v1::ListPoliciesResponse* response) override;
 
  private:
   server::EventHub& hub_;
   StatusFn status_;
+  PolicyHooks policies_;
 };
 
 }  // namespace vigil::api

@@ -3,6 +3,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <vigil/policy.h>
 #include <vigil/records.h>
 #include <vigil/stats.h>
 
@@ -109,6 +110,31 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
             cfg.procRoot);
 
   Agent* self = agent.get();
+  // Exec policy: SIGKILL from the exec tracepoint. BPF-LSM would deny the exec with EPERM
+  // instead, but Vigil only uses it where the kernel runs BPF-LSM programs.
+  std::string lsmDetail = "not probed";
+  for (const auto& c : agent->capabilities_)
+    if (c.name == "bpf_lsm") lsmDetail = (c.available ? "available: " : "unavailable: ") + c.detail;
+  agent->enforcement_ =
+      "sigkill (SIGKILL from tp_btf/sched_process_exec, before the new program runs); "
+      "bpf_lsm " + lsmDetail;
+  log::info("exec policy enforcement: " + agent->enforcement_);
+  policy::Resolver resolver{
+      [](const std::string& path) { return policy::statFile(path); },
+      [cg = agent->cgroups_.get()](const std::string& path) { return cg->idOf(path); }};
+  agent->policies_ = std::make_unique<policy::PolicyStore>(
+      resolver, [self](const policy::CompiledRules& rules, const std::vector<uint32_t>& fresh) {
+        return self->skel_->applyExecRules(rules, fresh);
+      });
+  agent->policies_->syncDirectory(cfg.policyDir);
+  for (const auto& p : agent->policies_->list()) {
+    if (p.error.empty()) {
+      log::info("policy " + p.name + " from " + p.source + " in force");
+    } else {
+      log::error("policy " + p.name + " from " + p.source + " rejected: " + p.error);
+    }
+  }
+
   auto reader = bpf::RingReader::create(
       agent->skel_->eventsMapFd(), [self](std::span<const uint8_t> r) { self->onRecord(r); },
       [self] { self->queueReady_.notify_one(); },
@@ -116,8 +142,10 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   if (!reader) return reader.error();
   agent->reader_ = std::move(reader.value());
 
-  agent->service_ = std::make_unique<api::VigilService>(agent->hub_,
-                                                        [self] { return self->status(); });
+  api::PolicyHooks hooks{agent->policies_.get(), [self] { return self->ruleHits(); },
+                         agent->enforcement_};
+  agent->service_ = std::make_unique<api::VigilService>(
+      agent->hub_, [self] { return self->status(); }, hooks);
   auto server = api::ApiServer::start(*unixEndpoint, tcpEndpoint, agent->service_.get());
   if (!server) return server.error();
   agent->server_ = std::move(server.value());
@@ -125,6 +153,7 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   if (tcpEndpoint) agent->apiDescription_ += " and " + cfg.listenAddress;
 
   agent->processor_ = std::thread([self] { self->processLoop(); });
+  agent->policyThread_ = std::thread([self] { self->policyLoop(); });
   agent->reader_->start();
   for (const auto& p : agent->skel_->programs()) {
     log::info("attached " + p.name + " (" + p.type + "/" + p.attachTo + ", id " +
@@ -140,6 +169,12 @@ Agent::~Agent() { stop(); }
 void Agent::stop() {
   if (stopped_) return;
   stopped_ = true;
+  {
+    std::lock_guard lock(policyMutex_);
+    policyStop_ = true;
+  }
+  policyWake_.notify_all();
+  if (policyThread_.joinable()) policyThread_.join();
   hub_.close();  // ends following streams, so the server can shut down promptly
   if (server_) server_->shutdown();
   if (reader_) reader_->stop();
@@ -194,7 +229,11 @@ void Agent::processLoop() {
         continue;
       }
       seen_[type]++;
-      if (auto ev = tracker_->onRecord(*record)) hub_.publish(EventPtr(std::move(ev)));
+      EventPtr ev = tracker_->onRecord(*record);
+      if (!ev) continue;
+      hub_.publish(ev);
+      auto* exec = std::get_if<events::ExecRecord>(&record.value());
+      if (exec && exec->verdict != VIGIL_VERDICT_NONE) publishPolicyEvent(*exec, *ev);
     }
     {
       std::lock_guard lock(queueMutex_);
@@ -217,6 +256,43 @@ void Agent::processLoop() {
     }
   }
   reportLosses();
+}
+
+std::vector<uint64_t> Agent::ruleHits() const {
+  auto hits = skel_ ? skel_->readRuleHits() : Expected<std::vector<uint64_t>>(std::vector<uint64_t>{});
+  return hits ? hits.value() : std::vector<uint64_t>{};
+}
+
+void Agent::policyLoop() {
+  const auto interval = std::chrono::milliseconds(config_.policyPollMs);
+  for (unsigned tick = 1;; tick++) {
+    {
+      std::unique_lock lock(policyMutex_);
+      if (policyWake_.wait_for(lock, interval, [&] { return policyStop_; })) return;
+    }
+    policies_->syncDirectory(config_.policyDir);
+    // A replaced binary (package upgrade: new inode) is looked up again about once a second.
+    if (tick % 2 == 0) policies_->refreshIdentities();
+  }
+}
+
+void Agent::publishPolicyEvent(const events::ExecRecord& rec, const v1::Event& exec) {
+  auto ev = events::makeEvent();
+  *ev->mutable_time() = exec.time();
+  ev->set_node_name(exec.node_name());
+  ev->set_type(v1::EVENT_TYPE_POLICY);
+  *ev->mutable_ancestors() = exec.ancestors();
+  v1::PolicyEvent* p = ev->mutable_policy();
+  *p->mutable_process() = exec.exec().process();
+  if (auto rule = policies_->ruleOf(rec.ruleSlot)) {
+    p->set_policy(rule->policy);
+    p->set_rule(rule->rule);
+  } else {
+    p->set_rule("slot " + std::to_string(rec.ruleSlot) + " (rule since removed)");
+  }
+  p->set_action(rec.verdict == VIGIL_VERDICT_KILL ? "kill" : "audit");
+  if (rec.verdict == VIGIL_VERDICT_KILL) p->set_mechanism("sigkill");
+  hub_.publish(EventPtr(std::move(ev)));
 }
 
 // Turns new kernel and agent-queue losses into LostEvents on the stream.

@@ -21,6 +21,7 @@
 #include "events/process_tracker.hpp"
 #include "export/api_server.hpp"
 #include "export/grpc_service.hpp"
+#include "policy/policy_store.hpp"
 #include "server/config.hpp"
 #include "server/event_hub.hpp"
 
@@ -39,12 +40,19 @@ class Agent {
 
   v1::GetStatusResponse status() const;
   EventHub& hub() { return hub_; }
+  policy::PolicyStore& policies() { return *policies_; }
+  // Kernel hit counter of every rule slot.
+  std::vector<uint64_t> ruleHits() const;
+  // How exec kills are done here, and why not the better way.
+  const std::string& enforcement() const { return enforcement_; }
 
  private:
   explicit Agent(const AgentConfig& config);
   void onRecord(std::span<const uint8_t> raw);  // reader thread; never blocks
   void processLoop();                            // decoder thread
   void reportLosses();
+  void policyLoop();                             // policy directory watcher thread
+  void publishPolicyEvent(const events::ExecRecord& rec, const v1::Event& exec);
 
   // Per record type (enum vigil_record_type), index 0 unused.
   static constexpr size_t kTypes = 4;
@@ -58,6 +66,12 @@ class Agent {
   EventHub hub_;
   std::unique_ptr<bpf::Skeleton> skel_;
   std::unique_ptr<bpf::RingReader> reader_;
+  std::unique_ptr<policy::PolicyStore> policies_;
+  std::string enforcement_;
+  std::thread policyThread_;
+  std::mutex policyMutex_;
+  std::condition_variable policyWake_;
+  bool policyStop_ = false;  // guarded by policyMutex_
   std::unique_ptr<api::VigilService> service_;
   std::unique_ptr<api::ApiServer> server_;
   std::string apiDescription_;

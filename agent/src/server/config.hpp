@@ -21,6 +21,9 @@ struct AgentConfig {
   size_t eventRingSize = 8192;          // recent events kept for --last
   size_t clientQueueSize = 4096;        // per following client
   size_t processTableSize = 32768;
+  // Watched for policy files (*.yaml, *.yml); a mounted ConfigMap works as it is.
+  std::string policyDir = "/etc/vigil/policies";
+  uint32_t policyPollMs = 500;
 };
 
 }  // namespace vigil::server

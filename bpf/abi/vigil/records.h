@@ -18,7 +18,7 @@
 #define VIGIL_ABI_ASSERT(cond, msg) _Static_assert(cond, msg)
 #endif
 
-#define VIGIL_ABI_VERSION 1
+#define VIGIL_ABI_VERSION 2
 
 /* Kernel-side limits. Userspace documents these; see docs in README.md. */
 #define VIGIL_PATH_MAX 4096   /* resolved binary path and cwd, bytes */
@@ -81,8 +81,13 @@ struct vigil_exec_record {
 	__u16 interp_len;
 	__u16 argc;
 	char comm[VIGIL_COMM_LEN];
+	/* Policy: enum vigil_policy_verdict, and the rule slot and generation that decided it. */
+	__u32 verdict;
+	__u32 rule_slot;
+	__u32 rule_gen;
+	__u32 pad;
 };
-VIGIL_ABI_ASSERT(sizeof(struct vigil_exec_record) == 88, "vigil_exec_record ABI");
+VIGIL_ABI_ASSERT(sizeof(struct vigil_exec_record) == 104, "vigil_exec_record ABI");
 
 /* A process (whole thread group) exit. */
 struct vigil_exit_record {

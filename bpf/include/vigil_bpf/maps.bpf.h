@@ -6,6 +6,7 @@
 #pragma once
 
 #include "vigil_bpf/common.bpf.h"
+#include <vigil/policy.h>
 
 /* Records to userspace. The agent sizes it before load (--ring-buffer-size). */
 struct {
@@ -56,6 +57,10 @@ struct vigil_exec_scratch {
 	char data[VIGIL_DATA_MASK + 1 + VIGIL_PATH_MAX];
 	/* A path is assembled here backwards, ending at path[VIGIL_PATH_MAX]. */
 	char path[2 * VIGIL_PATH_MAX];
+	/* Policy matching (policy.bpf.h): the path prefix lookup key, with slack for masked copies. */
+	struct vigil_prefix_key pkey;
+	__u8 pkey_slack[VIGIL_PREFIX_MAX];
+	struct vigil_rule_bitmap acc; /* rules still matching */
 };
 
 struct {

@@ -1,0 +1,1047 @@
+#include "policy/document.hpp"
+
+#include <fcntl.h>
+#include <libfyaml.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+namespace vigil::policy {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Limits and constants that are private to the parser.
+
+constexpr size_t kMaxErrors = 10;
+// Nesting of mappings and lists; the schema itself needs five levels.
+constexpr size_t kMaxDepth = 64;
+// PATH_MAX - 1: a longer path can never be resolved by the kernel, so it could never match.
+constexpr size_t kMaxPathLength = 4095;
+// (uid_t)-1 means "no uid" to the kernel and can never be a real uid.
+constexpr uint64_t kMaxUid = 4294967294u;
+constexpr std::string_view kApiVersion = "vigil.dev/v1alpha1";
+constexpr std::string_view kKind = "Policy";
+constexpr std::string_view kCoreTagPrefix = "tag:yaml.org,2002:";
+
+std::string quoted(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\0') {
+      out += "\\0";
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+// "spec" + "exec" -> "spec.exec"; "" + "spec" -> "spec".
+std::string fieldPath(const std::string& path, std::string_view field) {
+  return path.empty() ? std::string(field) : path + "." + std::string(field);
+}
+
+std::string itemPath(const std::string& path, size_t index) {
+  return path + "[" + std::to_string(index) + "]";
+}
+
+// "spec.mode" -> "spec.mode: "; "" -> "" (messages about the document itself).
+std::string prefix(const std::string& path) { return path.empty() ? std::string() : path + ": "; }
+
+// ---------------------------------------------------------------------------------------------
+// Issue collection: the first kMaxErrors problems, but every problem is counted.
+
+class Issues {
+ public:
+  explicit Issues(const std::string& file) : file_(file) {}
+
+  void add(int line, int column, std::string message) {
+    ++count_;
+    if (issues_.size() < kMaxErrors) {
+      issues_.push_back({Position{file_, line, column}, std::move(message)});
+    }
+  }
+  bool full() const { return count_ >= kMaxErrors; }
+  size_t count() const { return count_; }
+  // In the order of the text, which is how an operator reads them.
+  std::vector<ParseIssue> take() {
+    std::stable_sort(issues_.begin(), issues_.end(), [](const ParseIssue& a, const ParseIssue& b) {
+      return std::pair(a.position.line, a.position.column) <
+             std::pair(b.position.line, b.position.column);
+    });
+    return std::move(issues_);
+  }
+
+ private:
+  const std::string& file_;
+  std::vector<ParseIssue> issues_;
+  size_t count_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Input checks that YAML parsers are lax about: NUL bytes (libfyaml stops reading at one without
+// saying so) and malformed UTF-8 anywhere, comments included. Columns count code points, as
+// libfyaml's do.
+
+bool checkEncoding(const std::string& text, Issues& issues) {
+  int line = 1;
+  int column = 1;
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    if (c == 0) {
+      issues.add(line, column, "the text contains a NUL byte");
+      return false;
+    }
+    size_t len = 0;
+    uint32_t cp = 0;
+    if (c < 0x80) {
+      len = 1;
+      cp = c;
+    } else if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    }
+    bool valid = len != 0 && i + len <= n;
+    for (size_t k = 1; valid && k < len; ++k) {
+      valid = (p[i + k] & 0xC0) == 0x80;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    if (valid) {
+      constexpr uint32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
+      valid = cp >= kMinForLength[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+    }
+    if (!valid) {
+      issues.add(line, column, "the text is not valid UTF-8");
+      return false;
+    }
+    i += len;
+    if (c == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A YAML document as a flat tree with positions. libfyaml's document API does not expose where
+// a mapping or a list starts, so the tree is built from parser events, which do.
+
+enum class NodeKind { scalar, sequence, mapping };
+enum class ScalarType { null, boolean, integer, number, string };
+
+struct Node {
+  NodeKind kind = NodeKind::scalar;
+  ScalarType type = ScalarType::null;  // scalars only
+  int line = 0;                        // 1-based
+  int column = 0;                      // 1-based
+  // Already reported (alias, anchor, tag, duplicate key): validation skips it without a word.
+  bool rejected = false;
+  std::string text;                // scalars only
+  std::vector<uint32_t> children;  // sequence: items; mapping: key, value, key, value, ...
+};
+
+struct Tree {
+  std::vector<Node> nodes;
+  uint32_t root = 0;
+};
+
+bool isNull(const Node& n) {
+  return n.kind == NodeKind::scalar && n.type == ScalarType::null && !n.rejected;
+}
+
+std::string describe(const Node& n) {
+  switch (n.kind) {
+    case NodeKind::mapping:
+      return "a mapping";
+    case NodeKind::sequence:
+      return "a list";
+    case NodeKind::scalar:
+      break;
+  }
+  switch (n.type) {
+    case ScalarType::null:
+      return "nothing (null)";
+    case ScalarType::boolean:
+      return "a boolean";
+    case ScalarType::integer:
+      return "an integer";
+    case ScalarType::number:
+      return "a number";
+    case ScalarType::string:
+      return "a string";
+  }
+  return "something else";
+}
+
+bool allOf(std::string_view s, bool (*pred)(char)) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!pred(c)) return false;
+  }
+  return true;
+}
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isOctal(char c) { return c >= '0' && c <= '7'; }
+bool isHex(char c) { return isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+
+bool looksLikeInteger(std::string_view s) {
+  if (s.starts_with("0o")) return allOf(s.substr(2), isOctal);
+  if (s.starts_with("0x")) return allOf(s.substr(2), isHex);
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
+  return allOf(s, isDigit);
+}
+
+// [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)? and the .inf/.nan spellings.
+bool looksLikeNumber(std::string_view s) {
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
+  if (s == ".inf" || s == ".Inf" || s == ".INF" || s == ".nan" || s == ".NaN" || s == ".NAN") {
+    return true;
+  }
+  size_t i = 0;
+  size_t digits = 0;
+  auto skipDigits = [&] {
+    while (i < s.size() && isDigit(s[i])) {
+      ++i;
+      ++digits;
+    }
+  };
+  skipDigits();
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    skipDigits();
+  }
+  if (digits == 0) return false;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+    if (!allOf(s.substr(i), isDigit)) return false;
+    i = s.size();
+  }
+  return i == s.size();
+}
+
+// The YAML 1.2 core schema, applied to plain (unquoted, untagged) scalars.
+ScalarType resolvePlain(std::string_view s) {
+  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return ScalarType::null;
+  if (s == "true" || s == "True" || s == "TRUE" || s == "false" || s == "False" || s == "FALSE") {
+    return ScalarType::boolean;
+  }
+  if (looksLikeInteger(s)) return ScalarType::integer;
+  if (looksLikeNumber(s)) return ScalarType::number;
+  return ScalarType::string;
+}
+
+struct FyDiagDeleter {
+  void operator()(fy_diag* d) const { fy_diag_destroy(d); }
+};
+struct FyParserDeleter {
+  void operator()(fy_parser* p) const { fy_parser_destroy(p); }
+};
+
+void discardDiagOutput(fy_diag*, void*, const char*, size_t) {}
+
+// Reads the documents of a YAML stream, one Tree at a time, reporting YAML-level problems:
+// syntax errors (with libfyaml's own position and text), anchors, aliases, tags, duplicate and
+// merge keys, and nesting that is too deep.
+class StreamReader {
+ public:
+  StreamReader(const std::string& text, Issues& issues) : text_(text), issues_(issues) {}
+
+  // Calls onDocument(const Tree&) for every complete document. Returns false when the stream
+  // could not be read to its end.
+  template <typename OnDocument>
+  bool read(OnDocument&& onDocument) {
+    fy_diag_cfg dcfg;
+    fy_diag_cfg_default(&dcfg);
+    dcfg.fp = nullptr;
+    dcfg.output_fn = discardDiagOutput;
+    dcfg.level = FYET_ERROR;
+    dcfg.colorize = false;
+    std::unique_ptr<fy_diag, FyDiagDeleter> diag(fy_diag_create(&dcfg));
+    if (!diag) {
+      issues_.add(0, 0, "cannot create the YAML diagnostics object");
+      return false;
+    }
+    fy_diag_set_collect_errors(diag.get(), true);
+
+    fy_parse_cfg cfg{};
+    cfg.flags =
+        static_cast<fy_parse_cfg_flags>(FYPCF_QUIET | FYPCF_DEFAULT_VERSION_1_2 | FYPCF_JSON_NONE);
+    cfg.diag = diag.get();
+    std::unique_ptr<fy_parser, FyParserDeleter> parser(fy_parser_create(&cfg));
+    if (!parser || fy_parser_set_string(parser.get(), text_.data(), text_.size()) != 0) {
+      issues_.add(0, 0, "cannot create the YAML parser");
+      return false;
+    }
+
+    while (!stop_) {
+      fy_event* event = fy_parser_parse(parser.get());
+      if (event == nullptr) break;
+      handle(event, onDocument);
+      fy_parser_event_free(parser.get(), event);
+    }
+    if (stop_) return false;
+    if (fy_parser_get_stream_error(parser.get())) {
+      reportSyntaxErrors(diag.get());
+      return false;
+    }
+    return true;
+  }
+
+ private:
+  template <typename OnDocument>
+  void handle(fy_event* event, OnDocument& onDocument) {
+    switch (event->type) {
+      case FYET_DOCUMENT_START:
+        tree_ = Tree{};
+        stack_.clear();
+        haveRoot_ = false;
+        break;
+      case FYET_DOCUMENT_END:
+        if (haveRoot_) onDocument(static_cast<const Tree&>(tree_));
+        if (issues_.full()) stop_ = true;
+        break;
+      case FYET_MAPPING_START:
+      case FYET_SEQUENCE_START: {
+        const bool mapping = event->type == FYET_MAPPING_START;
+        const uint32_t index =
+            addNode(event, mapping ? NodeKind::mapping : NodeKind::sequence, std::string());
+        if (stack_.size() >= kMaxDepth) {
+          const Node& n = tree_.nodes[index];
+          issues_.add(n.line, n.column,
+                      "nesting is deeper than " + std::to_string(kMaxDepth) + " levels");
+          stop_ = true;
+        }
+        stack_.push_back(index);
+        break;
+      }
+      case FYET_MAPPING_END:
+        if (!stack_.empty()) {
+          checkKeys(stack_.back());
+          stack_.pop_back();
+        }
+        break;
+      case FYET_SEQUENCE_END:
+        if (!stack_.empty()) stack_.pop_back();
+        break;
+      case FYET_SCALAR: {
+        size_t len = 0;
+        const char* text = fy_token_get_text(event->scalar.value, &len);
+        addNode(event, NodeKind::scalar, std::string(text != nullptr ? text : "", len));
+        break;
+      }
+      case FYET_ALIAS: {
+        const uint32_t index = addNode(event, NodeKind::scalar, std::string());
+        Node& n = tree_.nodes[index];
+        n.rejected = true;
+        // The mark points after the '*'.
+        if (n.column > 1) --n.column;
+        issues_.add(n.line, n.column,
+                    "aliases are not supported (*" + tokenText(event->alias.anchor) +
+                        "); write the value out in full");
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  static std::string tokenText(fy_token* token) {
+    size_t len = 0;
+    const char* text = token != nullptr ? fy_token_get_text(token, &len) : nullptr;
+    return text != nullptr ? std::string(text, len) : std::string();
+  }
+
+  // 0-based libfyaml mark -> 1-based line and column; nodes without a mark (an empty value)
+  // take the position of whatever came just before them.
+  void markPosition(const fy_mark* mark, int& line, int& column) {
+    if (mark != nullptr && mark->line >= 0 && mark->column >= 0) {
+      lastLine_ = mark->line + 1;
+      lastColumn_ = mark->column + 1;
+    }
+    line = lastLine_;
+    column = lastColumn_;
+  }
+
+  uint32_t addNode(fy_event* event, NodeKind kind, std::string text) {
+    Node n;
+    n.kind = kind;
+    n.text = std::move(text);
+    markPosition(fy_event_start_mark(event), n.line, n.column);
+
+    bool quotedScalar = false;
+    bool plainScalar = false;
+    if (kind == NodeKind::scalar && event->type == FYET_SCALAR) {
+      const fy_node_style style = fy_event_get_node_style(event);
+      quotedScalar = style == FYNS_SINGLE_QUOTED || style == FYNS_DOUBLE_QUOTED;
+      plainScalar = style == FYNS_PLAIN || style == FYNS_ANY;
+      // The mark points at the first character inside the quotes; show the quote.
+      if (quotedScalar && n.column > 1) --n.column;
+      n.type = plainScalar ? resolvePlain(n.text) : ScalarType::string;
+    }
+
+    if (event->type != FYET_ALIAS) {
+      if (fy_token* anchor = fy_event_get_anchor_token(event)) {
+        int line = 0;
+        int column = 0;
+        markPosition(fy_token_start_mark(anchor), line, column);
+        // The mark points after the '&'.
+        issues_.add(
+            line, column > 1 ? column - 1 : column,
+            "anchors are not supported (&" + tokenText(anchor) + "); write the value out in full");
+        n.rejected = true;
+      }
+      if (fy_token* tag = fy_event_get_tag_token(event)) applyTag(tag, n);
+    }
+
+    const auto index = static_cast<uint32_t>(tree_.nodes.size());
+    tree_.nodes.push_back(std::move(n));
+    if (stack_.empty()) {
+      tree_.root = index;
+      haveRoot_ = true;
+    } else {
+      tree_.nodes[stack_.back()].children.push_back(index);
+    }
+    return index;
+  }
+
+  // Only the default tags are allowed, and only where they say what the node already is:
+  // "!" and !!str on scalars, !!int on integers, !!map on mappings and !!seq on lists.
+  void applyTag(fy_token* tag, Node& n) {
+    const std::string text = tokenText(tag);
+    int line = 0;
+    int column = 0;
+    markPosition(fy_token_start_mark(tag), line, column);
+    std::string shown = text;
+    std::string_view core;
+    if (std::string_view(text).starts_with(kCoreTagPrefix)) {
+      core = std::string_view(text).substr(kCoreTagPrefix.size());
+      shown = "!!" + std::string(core);
+    }
+    bool fits = false;
+    if (text == "!") {
+      fits = true;
+      if (n.kind == NodeKind::scalar) n.type = ScalarType::string;
+    } else if (core == "str") {
+      fits = n.kind == NodeKind::scalar;
+      n.type = ScalarType::string;
+    } else if (core == "int") {
+      fits = n.kind == NodeKind::scalar && looksLikeInteger(n.text);
+      n.type = ScalarType::integer;
+    } else if (core == "map") {
+      fits = n.kind == NodeKind::mapping;
+    } else if (core == "seq") {
+      fits = n.kind == NodeKind::sequence;
+    } else {
+      issues_.add(line, column,
+                  "tag " + shown + " is not supported; only !!str, !!int, !!map and !!seq are");
+      n.rejected = true;
+      return;
+    }
+    if (!fits) {
+      issues_.add(line, column, "tag " + shown + " does not fit this value");
+      n.rejected = true;
+    }
+  }
+
+  // Keys must be scalars, unique within their mapping, and not the YAML 1.1 merge key.
+  void checkKeys(uint32_t mappingIndex) {
+    std::unordered_map<std::string_view, uint32_t> seen;
+    const std::vector<uint32_t>& children = tree_.nodes[mappingIndex].children;
+    for (size_t i = 0; i + 1 < children.size(); i += 2) {
+      Node& key = tree_.nodes[children[i]];
+      if (key.rejected) continue;
+      if (key.kind != NodeKind::scalar) {
+        issues_.add(key.line, key.column, "mapping keys must be strings, not " + describe(key));
+        key.rejected = true;
+        continue;
+      }
+      if (key.text == "<<" && key.type == ScalarType::string) {
+        issues_.add(key.line, key.column, "merge keys (<<) are not supported");
+        key.rejected = true;
+        continue;
+      }
+      auto [it, inserted] = seen.emplace(key.text, children[i]);
+      if (!inserted) {
+        const Node& first = tree_.nodes[it->second];
+        issues_.add(key.line, key.column,
+                    "duplicate key " + quoted(key.text) + " (first at line " +
+                        std::to_string(first.line) + ", column " + std::to_string(first.column) +
+                        ")");
+        key.rejected = true;
+      }
+    }
+  }
+
+  void reportSyntaxErrors(fy_diag* diag) {
+    const size_t before = issues_.count();
+    void* iter = nullptr;
+    std::string lastMessage;
+    while (fy_diag_error* err = fy_diag_errors_iterate(diag, &iter)) {
+      if (err->type < FYET_ERROR) continue;
+      std::string message = "syntax error: ";
+      message += err->msg != nullptr ? err->msg : "malformed YAML";
+      if (message == lastMessage) continue;
+      lastMessage = message;
+      // libfyaml's diagnostics are already 1-based.
+      issues_.add(err->line > 0 ? err->line : lastLine_, err->line > 0 ? err->column : lastColumn_,
+                  message);
+    }
+    if (issues_.count() == before) issues_.add(lastLine_, lastColumn_, "syntax error");
+  }
+
+  const std::string& text_;
+  Issues& issues_;
+  Tree tree_;
+  std::vector<uint32_t> stack_;
+  bool haveRoot_ = false;
+  bool stop_ = false;
+  int lastLine_ = 1;
+  int lastColumn_ = 1;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Tree -> Policy, with the schema's rules.
+
+bool isNameChar(char c) { return (c >= 'a' && c <= 'z') || isDigit(c) || c == '-'; }
+
+class PolicyReader {
+ public:
+  PolicyReader(const Tree& tree, const std::string& file, Issues& issues)
+      : tree_(tree), file_(file), issues_(issues) {}
+
+  // The policy, or nothing when the document has any error (all of them reported).
+  std::optional<Policy> read() {
+    const size_t before = issues_.count();
+    Policy policy;
+    readDocument(policy);
+    if (issues_.count() != before) return std::nullopt;
+    return policy;
+  }
+
+  // metadata.name and where it was written, when the document got that far.
+  const std::string& name() const { return name_; }
+  const Node* nameNode() const { return nameNode_; }
+
+ private:
+  struct Field {
+    std::string_view name;
+    const Node* key;
+    const Node* value;
+  };
+  using Fields = std::vector<Field>;
+
+  const Node& node(uint32_t index) const { return tree_.nodes[index]; }
+
+  void error(const Node& at, const std::string& path, const std::string& message) {
+    issues_.add(at.line, at.column, prefix(path) + message);
+  }
+
+  static std::string joinNames(std::initializer_list<std::string_view> names) {
+    std::string out;
+    for (std::string_view n : names) {
+      if (!out.empty()) out += ", ";
+      out += n;
+    }
+    return out;
+  }
+
+  // The fields of a mapping, reporting those the schema does not know.
+  Fields fieldsOf(const Node& mapping, const std::string& path,
+                  std::initializer_list<std::string_view> allowed) {
+    Fields fields;
+    for (size_t i = 0; i + 1 < mapping.children.size(); i += 2) {
+      const Node& key = node(mapping.children[i]);
+      const Node& value = node(mapping.children[i + 1]);
+      if (key.rejected) continue;
+      bool known = false;
+      for (std::string_view a : allowed) known = known || key.text == a;
+      if (!known) {
+        error(key, path,
+              "unknown field " + quoted(key.text) + " (allowed: " + joinNames(allowed) + ")");
+        continue;
+      }
+      fields.push_back({key.text, &key, &value});
+    }
+    return fields;
+  }
+
+  static const Field* find(const Fields& fields, std::string_view name) {
+    for (const Field& f : fields) {
+      if (f.name == name) return &f;
+    }
+    return nullptr;
+  }
+
+  // A string field. Unset (absent or null) is fine when optional; "" never is.
+  std::optional<std::string> stringField(const Node& mapping, const Fields& fields,
+                                         const std::string& path, std::string_view name,
+                                         bool required) {
+    const Field* f = find(fields, name);
+    const std::string at = fieldPath(path, name);
+    if (f == nullptr) {
+      if (required) error(mapping, path, "missing required field " + quoted(name));
+      return std::nullopt;
+    }
+    if (isNull(*f->value)) {
+      if (required) error(*f->key, at, "must not be empty");
+      return std::nullopt;
+    }
+    return stringValue(*f->value, at);
+  }
+
+  std::optional<std::string> stringValue(const Node& value, const std::string& path) {
+    if (value.rejected) return std::nullopt;
+    if (value.kind != NodeKind::scalar || value.type != ScalarType::string) {
+      std::string message = "expected a string, got " + describe(value);
+      if (value.kind == NodeKind::scalar && value.type != ScalarType::null) {
+        message += " (quote it to make it a string)";
+      }
+      error(value, path, message);
+      return std::nullopt;
+    }
+    if (value.text.empty()) {
+      error(value, path, "must not be empty");
+      return std::nullopt;
+    }
+    return value.text;
+  }
+
+  // A mapping field: nullptr when unset (or wrong, which is reported).
+  const Node* mappingField(const Node& mapping, const Fields& fields, const std::string& path,
+                           std::string_view name, bool required) {
+    const Field* f = find(fields, name);
+    const std::string at = fieldPath(path, name);
+    if (f == nullptr) {
+      if (required) error(mapping, path, "missing required field " + quoted(name));
+      return nullptr;
+    }
+    if (isNull(*f->value)) {
+      if (required) error(*f->key, at, "must not be empty");
+      return nullptr;
+    }
+    if (f->value->rejected) return nullptr;
+    if (f->value->kind != NodeKind::mapping) {
+      error(*f->value, at, "expected a mapping, got " + describe(*f->value));
+      return nullptr;
+    }
+    return f->value;
+  }
+
+  // An optional list field, within `limit` entries: nullptr when unset (or wrong).
+  const Node* listField(const Fields& fields, const std::string& path, std::string_view name,
+                        size_t limit) {
+    const Field* f = find(fields, name);
+    if (f == nullptr || isNull(*f->value) || f->value->rejected) return nullptr;
+    const std::string at = fieldPath(path, name);
+    if (f->value->kind != NodeKind::sequence) {
+      error(*f->value, at, "expected a list, got " + describe(*f->value));
+      return nullptr;
+    }
+    if (f->value->children.size() > limit) {
+      error(*f->value, at,
+            std::to_string(f->value->children.size()) + " entries, over the limit of " +
+                std::to_string(limit));
+      return nullptr;
+    }
+    return f->value;
+  }
+
+  bool checkName(const Node& at, const std::string& path, const std::string& name) {
+    if (name.size() > kMaxNameLength) {
+      error(at, path,
+            "name is " + std::to_string(name.size()) + " characters, over the limit of " +
+                std::to_string(kMaxNameLength));
+      return false;
+    }
+    const bool valid = allOf(name, isNameChar) && name.front() != '-' && name.back() != '-';
+    if (!valid) {
+      error(at, path,
+            quoted(name) +
+                " is not a valid name: use lowercase letters, digits and '-', starting and "
+                "ending with a letter or digit (a DNS-1123 label)");
+      return false;
+    }
+    return true;
+  }
+
+  // An absolute, normalised path. A file (binaries, parentBinaries) may not end in '/'.
+  bool checkPath(const Node& at, const std::string& path, const std::string& value, bool file) {
+    auto fail = [&](const std::string& why) {
+      error(at, path, quoted(value) + " " + why);
+      return false;
+    };
+    if (value.find('\0') != std::string::npos) return fail("contains a NUL character");
+    for (char c : value) {
+      // A newline from a block scalar ("|") would make the path silently never match.
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+        return fail("contains a control character");
+      }
+    }
+    if (value.front() != '/') return fail("is not an absolute path (it must start with '/')");
+    if (value.size() > kMaxPathLength) {
+      return fail("is " + std::to_string(value.size()) + " bytes long, over the limit of " +
+                  std::to_string(kMaxPathLength));
+    }
+    if (value.find("//") != std::string::npos) return fail("contains \"//\"");
+    size_t start = 1;
+    while (start <= value.size()) {
+      size_t end = value.find('/', start);
+      if (end == std::string::npos) end = value.size();
+      const std::string_view component(value.data() + start, end - start);
+      if (component == "..") return fail("contains a \"..\" component");
+      if (component == ".") return fail("contains a \".\" component");
+      start = end + 1;
+    }
+    if (file && value.back() == '/') {
+      return fail("ends in '/' but must name a file (use pathPrefixes for a directory)");
+    }
+    return true;
+  }
+
+  void readPaths(const Fields& fields, const std::string& path, std::string_view name, bool file,
+                 std::vector<std::string>& values, std::vector<Position>* positions) {
+    const Node* list = listField(fields, path, name, kMaxValuesPerList);
+    if (list == nullptr) return;
+    const std::string listPath = fieldPath(path, name);
+    for (size_t i = 0; i < list->children.size(); ++i) {
+      const Node& item = node(list->children[i]);
+      const std::string at = itemPath(listPath, i);
+      std::optional<std::string> value = stringValue(item, at);
+      if (!value || !checkPath(item, at, *value, file)) continue;
+      values.push_back(std::move(*value));
+      if (positions != nullptr) positions->push_back(Position{file_, item.line, item.column});
+    }
+  }
+
+  void readUids(const Fields& fields, const std::string& path, std::vector<uint32_t>& uids) {
+    const Node* list = listField(fields, path, "uids", kMaxValuesPerList);
+    if (list == nullptr) return;
+    const std::string listPath = fieldPath(path, "uids");
+    for (size_t i = 0; i < list->children.size(); ++i) {
+      const Node& item = node(list->children[i]);
+      const std::string at = itemPath(listPath, i);
+      if (item.rejected) continue;
+      if (item.kind != NodeKind::scalar || item.type != ScalarType::integer) {
+        std::string message =
+            "expected a uid (an integer 0.." + std::to_string(kMaxUid) + "), got " + describe(item);
+        if (item.kind == NodeKind::scalar && item.type == ScalarType::string &&
+            allOf(item.text, isDigit)) {
+          message += " (remove the quotes)";
+        }
+        error(item, at, message);
+        continue;
+      }
+      const std::string& t = item.text;
+      if (t.front() == '-') {
+        error(item, at, "uid " + t + " is negative");
+        continue;
+      }
+      if (!allOf(t, isDigit)) {
+        error(item, at, "write uids as plain decimal numbers, got " + t);
+        continue;
+      }
+      if (t.size() > 1 && t.front() == '0') {
+        error(item, at, "uid " + t + " has a leading zero (ambiguous: octal in YAML 1.1)");
+        continue;
+      }
+      uint64_t value = 0;
+      bool tooLarge = t.size() > 10;
+      for (size_t k = 0; !tooLarge && k < t.size(); ++k) value = value * 10 + (t[k] - '0');
+      if (tooLarge || value > kMaxUid) {
+        error(item, at, "uid " + t + " is over the maximum of " + std::to_string(kMaxUid));
+        continue;
+      }
+      uids.push_back(static_cast<uint32_t>(value));
+    }
+  }
+
+  void readDocument(Policy& policy) {
+    const Node& root = node(tree_.root);
+    if (root.rejected) return;
+    if (root.kind != NodeKind::mapping) {
+      error(root, "", "a policy document must be a mapping, got " + describe(root));
+      return;
+    }
+    policy.position = Position{file_, root.line, root.column};
+    const Fields fields = fieldsOf(root, "", {"apiVersion", "kind", "metadata", "spec"});
+
+    if (auto v = stringField(root, fields, "", "apiVersion", true); v && *v != kApiVersion) {
+      error(*find(fields, "apiVersion")->value, "apiVersion",
+            "unsupported value " + quoted(*v) + "; expected " + quoted(kApiVersion));
+    }
+    if (auto v = stringField(root, fields, "", "kind", true); v && *v != kKind) {
+      error(*find(fields, "kind")->value, "kind",
+            "unsupported value " + quoted(*v) + "; expected " + quoted(kKind));
+    }
+
+    if (const Node* metadata = mappingField(root, fields, "", "metadata", true)) {
+      readMetadata(*metadata, policy);
+    }
+    if (const Node* spec = mappingField(root, fields, "", "spec", false)) {
+      readSpec(*spec, policy);
+    }
+  }
+
+  void readMetadata(const Node& metadata, Policy& policy) {
+    const std::string path = "metadata";
+    const Fields fields = fieldsOf(metadata, path, {"name", "labels"});
+    if (auto name = stringField(metadata, fields, path, "name", true)) {
+      const Node& at = *find(fields, "name")->value;
+      if (checkName(at, "metadata.name", *name)) {
+        policy.name = *name;
+        name_ = *name;
+        nameNode_ = &at;
+      }
+    }
+    // Labels are free-form and ignored, but they must still be strings.
+    if (const Node* labels = mappingField(metadata, fields, path, "labels", false)) {
+      for (size_t i = 0; i + 1 < labels->children.size(); i += 2) {
+        const Node& key = node(labels->children[i]);
+        const Node& value = node(labels->children[i + 1]);
+        if (key.rejected || value.rejected) continue;
+        if (value.kind != NodeKind::scalar || value.type != ScalarType::string) {
+          error(value, "metadata.labels." + key.text,
+                "expected a string, got " + describe(value) +
+                    (value.kind == NodeKind::scalar ? " (quote it)" : ""));
+        }
+      }
+    }
+  }
+
+  void readSpec(const Node& spec, Policy& policy) {
+    const std::string path = "spec";
+    const Fields fields = fieldsOf(spec, path, {"mode", "exec"});
+    if (auto mode = stringField(spec, fields, path, "mode", false)) {
+      if (auto m = parseMode(*mode, *find(fields, "mode")->value, "spec.mode")) policy.mode = *m;
+    }
+    const Node* rules = listField(fields, path, "exec", kMaxRulesPerPolicy);
+    if (rules == nullptr) return;
+    // Rule name -> the node that first used it.
+    std::unordered_map<std::string, const Node*> names;
+    for (size_t i = 0; i < rules->children.size(); ++i) {
+      const Node& item = node(rules->children[i]);
+      const std::string rulePath = itemPath("spec.exec", i);
+      if (item.rejected) continue;
+      if (item.kind != NodeKind::mapping) {
+        error(item, rulePath, "expected a mapping (a rule), got " + describe(item));
+        continue;
+      }
+      ExecRule rule;
+      const Node* nameNode = nullptr;
+      readRule(item, rulePath, rule, nameNode);
+      if (nameNode == nullptr) continue;
+      auto [it, inserted] = names.emplace(rule.name, nameNode);
+      if (!inserted) {
+        error(*nameNode, fieldPath(rulePath, "name"),
+              "duplicate rule name " + quoted(rule.name) + " (first used at line " +
+                  std::to_string(it->second->line) + ")");
+        continue;
+      }
+      policy.exec.push_back(std::move(rule));
+    }
+  }
+
+  std::optional<Mode> parseMode(const std::string& value, const Node& at, const std::string& path) {
+    if (value == "enforce") return Mode::enforce;
+    if (value == "audit") return Mode::audit;
+    error(at, path, "unknown mode " + quoted(value) + " (allowed: enforce, audit)");
+    return std::nullopt;
+  }
+
+  void readRule(const Node& mapping, const std::string& path, ExecRule& rule,
+                const Node*& nameNode) {
+    rule.position = Position{file_, mapping.line, mapping.column};
+    const Fields fields = fieldsOf(mapping, path, {"name", "action", "mode", "match"});
+    if (auto name = stringField(mapping, fields, path, "name", true)) {
+      const Node& at = *find(fields, "name")->value;
+      if (checkName(at, fieldPath(path, "name"), *name)) {
+        rule.name = *name;
+        nameNode = &at;
+      }
+    }
+    if (auto action = stringField(mapping, fields, path, "action", true)) {
+      if (*action == "kill") {
+        rule.action = ExecAction::kill;
+      } else if (*action == "audit") {
+        rule.action = ExecAction::audit;
+      } else {
+        error(*find(fields, "action")->value, fieldPath(path, "action"),
+              "unknown action " + quoted(*action) + " (allowed: kill, audit)");
+      }
+    }
+    if (auto mode = stringField(mapping, fields, path, "mode", false)) {
+      rule.mode = parseMode(*mode, *find(fields, "mode")->value, fieldPath(path, "mode"));
+    }
+    if (const Node* match = mappingField(mapping, fields, path, "match", true)) {
+      readMatch(*match, fieldPath(path, "match"), rule.match);
+    }
+  }
+
+  void readMatch(const Node& mapping, const std::string& path, ExecMatch& match) {
+    const size_t before = issues_.count();
+    const Fields fields =
+        fieldsOf(mapping, path,
+                 {"binaries", "pathPrefixes", "parentBinaries", "uids", "cgroupPathPrefixes"});
+    readPaths(fields, path, "binaries", true, match.binaries, &match.binaryPositions);
+    readPaths(fields, path, "pathPrefixes", false, match.pathPrefixes, nullptr);
+    readPaths(fields, path, "parentBinaries", true, match.parentBinaries,
+              &match.parentBinaryPositions);
+    readUids(fields, path, match.uids);
+    readPaths(fields, path, "cgroupPathPrefixes", false, match.cgroupPathPrefixes, nullptr);
+    // An empty match would select every exec on the node; when a list was wrong it has been
+    // reported already, so do not pile on.
+    if (match.empty() && issues_.count() == before) {
+      error(mapping, path,
+            "no conditions: set at least one of binaries, pathPrefixes, parentBinaries, uids, "
+            "cgroupPathPrefixes to a non-empty list");
+    }
+  }
+
+  const Tree& tree_;
+  const std::string& file_;
+  Issues& issues_;
+  std::string name_;
+  const Node* nameNode_ = nullptr;
+};
+
+struct FdCloser {
+  int fd;
+  ~FdCloser() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+ParseResult fileError(const std::string& path, std::string message) {
+  ParseResult result;
+  result.errors.push_back({Position{path, 0, 0}, std::move(message)});
+  return result;
+}
+
+std::string tooLargeMessage(uint64_t size) {
+  return "the policy text is " + std::to_string(size) + " bytes, over the limit of " +
+         std::to_string(kMaxFileBytes) + " bytes";
+}
+
+}  // namespace
+
+std::string ParseIssue::str() const { return position.str() + ": " + message; }
+
+std::string ParseResult::errorText() const {
+  std::string out;
+  for (const ParseIssue& issue : errors) {
+    if (!out.empty()) out += '\n';
+    out += issue.str();
+  }
+  return out;
+}
+
+ParseResult parsePolicies(const std::string& text, const std::string& sourceName) {
+  if (text.size() > kMaxFileBytes) return fileError(sourceName, tooLargeMessage(text.size()));
+
+  Issues issues(sourceName);
+  size_t documents = 0;
+  std::vector<Policy> policies;
+  if (checkEncoding(text, issues)) {
+    // Policy name -> where it was first defined in this text.
+    std::unordered_map<std::string, int> names;
+    StreamReader stream(text, issues);
+    stream.read([&](const Tree& tree) {
+      const Node& root = tree.nodes[tree.root];
+      // An empty document (a stray "---", or only comments) carries nothing: skip it, as
+      // kubectl does.
+      if (isNull(root) && root.text.empty()) return;
+      ++documents;
+      PolicyReader reader(tree, sourceName, issues);
+      std::optional<Policy> policy = reader.read();
+      if (const Node* at = reader.nameNode()) {
+        auto [it, inserted] = names.emplace(reader.name(), at->line);
+        if (!inserted) {
+          issues.add(at->line, at->column,
+                     "metadata.name: duplicate policy name " + quoted(reader.name()) +
+                         " (first used at line " + std::to_string(it->second) + ")");
+          return;
+        }
+      }
+      if (policy) policies.push_back(std::move(*policy));
+    });
+  }
+  if (issues.count() == 0 && documents == 0) {
+    return fileError(sourceName, "no policy documents");
+  }
+  ParseResult result;
+  result.errors = issues.take();
+  if (result.errors.empty()) result.policies = std::move(policies);
+  return result;
+}
+
+ParseResult parsePolicyFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fileError(path, std::string("cannot open: ") + std::strerror(errno));
+  FdCloser closer{fd};
+
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    return fileError(path, std::string("cannot stat: ") + std::strerror(errno));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    return fileError(path, std::string("cannot read: ") + std::strerror(EISDIR));
+  }
+  // Regular files are checked before reading anything; pipes and the like are read up to one
+  // byte past the limit.
+  if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > kMaxFileBytes) {
+    return fileError(path, tooLargeMessage(static_cast<uint64_t>(st.st_size)));
+  }
+
+  // Read up to one byte past the limit; a regular file starts with a buffer of its own size
+  // and grows only if the file does while it is being read.
+  constexpr size_t kReadLimit = kMaxFileBytes + 1;
+  std::string text;
+  text.resize(S_ISREG(st.st_mode) ? static_cast<size_t>(st.st_size) + 1 : kReadLimit);
+  size_t used = 0;
+  while (used < kReadLimit) {
+    if (used == text.size()) text.resize(kReadLimit);
+    const ssize_t n = ::read(fd, text.data() + used, text.size() - used);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fileError(path, std::string("cannot read: ") + std::strerror(errno));
+    }
+    if (n == 0) break;
+    used += static_cast<size_t>(n);
+  }
+  if (used > kMaxFileBytes) {
+    return fileError(
+        path, "the policy text is over the limit of " + std::to_string(kMaxFileBytes) + " bytes");
+  }
+  text.resize(used);
+  return parsePolicies(text, path);
+}
+
+}  // namespace vigil::policy

@@ -1,0 +1,31 @@
+#pragma once
+
+// Policy YAML -> validated model. One text may hold several documents ("---"); they are
+// accepted or rejected together. Every error names file:line:col.
+
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "policy/model.hpp"
+
+namespace vigil::policy {
+
+struct ParseIssue {
+  Position position;
+  std::string message;
+  std::string str() const;  // "file:line:col: message"
+};
+
+struct ParseResult {
+  std::vector<Policy> policies;     // empty when errors is not
+  std::vector<ParseIssue> errors;   // the first few problems found
+  bool ok() const { return errors.empty(); }
+  std::string errorText() const;    // one issue per line
+};
+
+// `sourceName` is what errors call the file ("policies/deny.yaml", or "<stdin>").
+ParseResult parsePolicies(const std::string& text, const std::string& sourceName);
+ParseResult parsePolicyFile(const std::string& path);
+
+}  // namespace vigil::policy

@@ -1,0 +1,255 @@
+#include "policy/policy_store.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace vigil::policy {
+namespace fs = std::filesystem;
+namespace {
+
+std::string joinIssues(const std::vector<ParseIssue>& issues) {
+  std::string out;
+  for (const auto& i : issues) out += (out.empty() ? "" : "\n") + i.str();
+  return out;
+}
+
+std::optional<std::string> readSmallFile(const std::string& path, std::string* error) {
+  std::error_code ec;
+  auto size = fs::file_size(path, ec);
+  if (ec) {
+    *error = path + ": " + ec.message();
+    return std::nullopt;
+  }
+  if (size > kMaxFileBytes) {
+    *error = path + ": file is larger than " + std::to_string(kMaxFileBytes) + " bytes";
+    return std::nullopt;
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+PolicyStore::PolicyStore(Resolver resolver, ApplyFn apply)
+    : resolver_(std::move(resolver)), apply_(std::move(apply)) {}
+
+Status PolicyStore::commit(std::map<std::string, Entry> candidate,
+                           std::vector<std::string>* warnings) {
+  std::vector<const Policy*> ordered;
+  for (const auto& [_, e] : candidate) ordered.push_back(&e.policy);
+  CompileResult result = compileExecRules(ordered, slots_, resolver_);
+  if (warnings) {
+    for (const auto& w : result.warnings) warnings->push_back(w.str());
+  }
+  if (!result.errors.empty()) {
+    slots_.commit(compiled_.slots);  // drop slots handed out for the rejected version
+    return Error(EINVAL, joinIssues(result.errors));
+  }
+  // Slots that are new since the last commit start their counters from zero.
+  auto fresh = slots_.commit(result.rules.slots);
+  if (auto s = apply_(result.rules, fresh); !s) {
+    slots_.commit(compiled_.slots);
+    return s;
+  }
+  entries_ = std::move(candidate);
+  compiled_ = std::move(result.rules);
+  identities_.clear();
+  for (const auto& [_, e] : entries_) {
+    for (const auto& r : e.policy.exec) {
+      for (const auto& b : r.match.binaries) identities_[b] = resolver_.file(b);
+      for (const auto& b : r.match.parentBinaries) identities_[b] = resolver_.file(b);
+    }
+  }
+  return {};
+}
+
+Expected<ApplyOutcome> PolicyStore::applyText(const std::string& text,
+                                              const std::string& sourceName) {
+  ParseResult parsed = parsePolicies(text, sourceName);
+  if (!parsed.ok()) return Error(EINVAL, parsed.errorText());
+  std::lock_guard lock(mutex_);
+  auto candidate = entries_;
+  ApplyOutcome outcome;
+  for (auto& p : parsed.policies) {
+    if (auto it = candidate.find(p.name); it != candidate.end() && it->second.source != "api") {
+      return Error(EEXIST, p.position.str() + ": policy " + p.name + " is defined by " +
+                               it->second.source + "; change it there");
+    }
+    outcome.names.push_back(p.name);
+    std::string name = p.name;
+    candidate[name] = Entry{std::move(p), "api"};
+  }
+  if (auto s = commit(std::move(candidate), &outcome.warnings); !s) {
+    for (const auto& n : outcome.names) apiErrors_[n] = s.error().context();
+    return s.error();
+  }
+  for (const auto& n : outcome.names) apiErrors_.erase(n);
+  return outcome;
+}
+
+Status PolicyStore::remove(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(name);
+  if (it == entries_.end()) {
+    if (apiErrors_.erase(name)) return {};
+    return Error(ENOENT, "no policy named " + name);
+  }
+  if (it->second.source != "api") {
+    return Error(EPERM, "policy " + name + " comes from " + it->second.source +
+                            "; remove it from there");
+  }
+  auto candidate = entries_;
+  candidate.erase(name);
+  return commit(std::move(candidate), nullptr);
+}
+
+void PolicyStore::syncDirectory(const std::string& dir) {
+  std::map<std::string, std::string> contents;  // path -> text, for files that exist now
+  std::map<std::string, std::string> readErrors;
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) {
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      std::string name = e.path().filename().string();
+      // ConfigMap mounts: "..data" and "..2026_11_25_..." are the machinery, files are
+      // symlinks through ..data. Hidden files and editor leftovers are not policies.
+      if (name.empty() || name[0] == '.' || name.back() == '~') continue;
+      if (!fs::is_regular_file(e.path(), ec)) continue;  // follows symlinks
+      std::string ext = e.path().extension().string();
+      if (ext != ".yaml" && ext != ".yml") continue;
+      std::string err;
+      if (auto text = readSmallFile(e.path().string(), &err)) {
+        contents[e.path().string()] = std::move(*text);
+      } else {
+        readErrors[e.path().string()] = err;
+      }
+    }
+  }
+
+  std::lock_guard lock(mutex_);
+  auto candidate = entries_;
+  auto files = files_;
+  std::vector<std::string> updated, removed;
+  // A file that is gone takes its policies with it.
+  for (const auto& [path, st] : files_) {
+    if (contents.count(path) || readErrors.count(path)) continue;
+    for (const auto& n : st.names) candidate.erase(n);
+    files.erase(path);
+    removed.push_back(path);
+  }
+  // A file that cannot be read keeps what it had in force.
+  for (const auto& [path, err] : readErrors) files[path].error = err;
+  for (const auto& [path, text] : contents) {
+    if (auto old = files_.find(path); old != files_.end() && old->second.content == text) continue;
+    FileState& st = files[path];
+    st.content = text;  // remembered even when rejected, so it is not re-parsed every pass
+    ParseResult parsed = parsePolicies(text, path);
+    if (!parsed.ok()) {
+      st.error = parsed.errorText();
+      continue;
+    }
+    std::string conflict;
+    for (const auto& p : parsed.policies) {
+      auto it = candidate.find(p.name);
+      if (it != candidate.end() && it->second.source != "file:" + path) {
+        conflict = p.position.str() + ": policy " + p.name + " is already defined by " +
+                   it->second.source;
+        break;
+      }
+    }
+    if (!conflict.empty()) {
+      st.error = conflict;
+      continue;
+    }
+    for (const auto& n : st.names) candidate.erase(n);
+    st.names.clear();
+    for (auto& p : parsed.policies) {
+      st.names.push_back(p.name);
+      std::string n = p.name;
+      candidate[n] = Entry{std::move(p), "file:" + path};
+    }
+    st.error.clear();
+    updated.push_back(path);
+  }
+  if (!updated.empty() || !removed.empty()) {
+    if (auto s = commit(candidate, nullptr); !s) {
+      // The new versions do not compile together (a missing binary, too many rules): every
+      // policy stays as it was, and each changed file says why.
+      for (const auto& path : updated) {
+        auto old = files_.find(path);
+        files[path].names = old == files_.end() ? std::vector<std::string>{} : old->second.names;
+        files[path].error = s.error().context();
+      }
+      for (const auto& path : removed) files[path] = files_[path];
+    }
+  }
+  files_ = std::move(files);
+}
+
+void PolicyStore::refreshIdentities() {
+  std::lock_guard lock(mutex_);
+  bool moved = false;
+  for (const auto& [path, id] : identities_) {
+    if (resolver_.file(path) != id) {
+      moved = true;
+      break;
+    }
+  }
+  if (moved) commit(entries_, nullptr);
+}
+
+std::vector<PolicyInfo> PolicyStore::list() const {
+  std::lock_guard lock(mutex_);
+  std::map<std::string, PolicyInfo> out;
+  std::map<std::string, uint32_t> slotByName;
+  for (const auto& [slot, ref] : compiled_.slots) slotByName[ref.policy + "/" + ref.rule] = slot;
+  for (const auto& [name, e] : entries_) {
+    PolicyInfo& info = out[name];
+    info.name = name;
+    info.source = e.source;
+    info.policy = e.policy;
+    for (const auto& r : e.policy.exec) {
+      if (auto it = slotByName.find(name + "/" + r.name); it != slotByName.end())
+        info.ruleSlots[r.name] = it->second;
+    }
+  }
+  for (const auto& [path, st] : files_) {
+    if (st.error.empty()) continue;
+    bool attached = false;
+    for (const auto& n : st.names) {
+      if (out.count(n)) {
+        out[n].error = st.error;
+        attached = true;
+      }
+    }
+    if (!attached) {
+      PolicyInfo& info = out["file:" + path];
+      info.name = fs::path(path).filename().string();
+      info.source = "file:" + path;
+      info.error = st.error;
+    }
+  }
+  for (const auto& [name, err] : apiErrors_) {
+    PolicyInfo& info = out[name];
+    if (info.name.empty()) {
+      info.name = name;
+      info.source = "api";
+    }
+    info.error = err;
+  }
+  std::vector<PolicyInfo> v;
+  for (auto& [_, i] : out) v.push_back(std::move(i));
+  return v;
+}
+
+std::optional<RuleRef> PolicyStore::ruleOf(uint32_t slot) const {
+  std::lock_guard lock(mutex_);
+  auto it = compiled_.slots.find(slot);
+  if (it == compiled_.slots.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace vigil::policy

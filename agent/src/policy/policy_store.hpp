@@ -1,0 +1,83 @@
+#pragma once
+
+// Every policy in force, where it came from, and what became of its last update. Policies come
+// from a watched directory (a mounted ConfigMap) and from the API; each change is validated,
+// compiled together with everything else and applied whole, or rejected with the previous
+// version left in force.
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "policy/document.hpp"
+#include "policy/exec_rules.hpp"
+
+namespace vigil::policy {
+
+struct PolicyInfo {
+  std::string name;
+  std::string source;  // "api" or "file:PATH"
+  std::optional<Policy> policy;  // the version in force, if any
+  std::string error;             // why the newest version was rejected
+  std::map<std::string, uint32_t> ruleSlots;
+};
+
+struct ApplyOutcome {
+  std::vector<std::string> names;
+  std::vector<std::string> warnings;
+};
+
+class PolicyStore {
+ public:
+  // Puts compiled rules into force (the kernel maps); freshSlots need zeroed counters.
+  using ApplyFn = std::function<Status(const CompiledRules&, const std::vector<uint32_t>&)>;
+
+  PolicyStore(Resolver resolver, ApplyFn apply);
+
+  // vigil policy apply: all documents or none. Errors are "source:line:col: message" lines.
+  Expected<ApplyOutcome> applyText(const std::string& text, const std::string& sourceName);
+  // vigil policy delete: API policies only.
+  Status remove(const std::string& name);
+
+  // Reads every policy file of dir (following the symlinks a ConfigMap mount uses, skipping
+  // dot-files and the ..data machinery) and applies what changed. A file that fails keeps its
+  // previous policies in force, marked with the error.
+  void syncDirectory(const std::string& dir);
+  // Re-resolves binaries and cgroups; re-applies when a file was replaced (new inode).
+  void refreshIdentities();
+
+  std::vector<PolicyInfo> list() const;
+  // The rule a kernel slot belongs to, for policy events.
+  std::optional<RuleRef> ruleOf(uint32_t slot) const;
+
+ private:
+  struct Entry {
+    Policy policy;
+    std::string source;
+  };
+  struct FileState {
+    std::string content;
+    std::vector<std::string> names;  // policies it defines now
+    std::string error;
+  };
+  // Compiles `candidate` and applies it; on success it becomes the state.
+  Status commit(std::map<std::string, Entry> candidate, std::vector<std::string>* warnings);
+
+  Resolver resolver_;
+  ApplyFn apply_;
+  mutable std::mutex mutex_;
+  std::map<std::string, Entry> entries_;        // guarded by mutex_
+  std::map<std::string, FileState> files_;      // guarded by mutex_, by path
+  std::map<std::string, std::string> apiErrors_;  // guarded by mutex_
+  SlotTable slots_;                             // guarded by mutex_
+  CompiledRules compiled_;                      // guarded by mutex_
+  std::map<std::string, std::optional<FileId>> identities_;  // guarded by mutex_
+};
+
+}  // namespace vigil::policy
