@@ -8,6 +8,7 @@
 
 #include "cli/src/format.hpp"
 #include "policy/document.hpp"
+#include "policy/exec_rules.hpp"
 #include "policy/model.hpp"
 #include "vigil/v1/vigil.grpc.pb.h"
 
@@ -107,6 +108,17 @@ int validatePolicies(const PolicyValidateCommand& command, std::istream& in, std
   if (parsed.policies.empty()) {
     err << "vigil: " << input->sourceName
         << ": no policies found (expected YAML documents of kind: Policy)\n";
+    return 1;
+  }
+  // What the agent checks when it applies: binaries and cgroups must exist on this node (an
+  // error for a rule that would kill, a warning otherwise).
+  vigil::policy::SlotTable slots;
+  std::vector<const vigil::policy::Policy*> all;
+  for (const auto& policy : parsed.policies) all.push_back(&policy);
+  auto compiled = vigil::policy::compileExecRules(all, slots, vigil::policy::hostResolver());
+  for (const auto& w : compiled.warnings) err << "warning: " << sanitize(w.str()) << '\n';
+  if (!compiled.errors.empty()) {
+    for (const auto& e : compiled.errors) err << sanitize(e.str()) << '\n';
     return 1;
   }
   for (const auto& policy : parsed.policies) {

@@ -35,7 +35,7 @@ fail() {
 vigil() { "$VIGIL" --server "unix://$sock" "$@"; }
 
 start_agent() {
-  "$AGENT" --api "unix://$sock" --node-name e2e "$@" >"$tmp/agent.log" 2>&1 &
+  "$AGENT" --api "unix://$sock" --policy-dir "$tmp/policies" --node-name e2e "$@" >"$tmp/agent.log" 2>&1 &
   agent_pid=$!
   for _ in $(seq 1 100); do
     vigil status -o json >"$tmp/status.json" 2>/dev/null && return 0
@@ -107,14 +107,62 @@ rc=$?
 set -e
 [ "$rc" = 2 ] || fail "vigil events --type nonsense exited $rc, expected 2"
 
-# --- 3. SIGKILL leaves nothing attached
+# --- 3. an exec policy through the CLI: validate, apply, the denied program is killed at
+# exec, list counts the hit, events show the kill, delete lets it run again
+cp /bin/true "$tmp/denied-true"
+cat >"$tmp/policy.yaml" <<EOF
+apiVersion: vigil.dev/v1alpha1
+kind: Policy
+metadata:
+  name: e2e-deny
+spec:
+  mode: enforce
+  exec:
+    - name: no-denied-true
+      action: kill
+      match:
+        binaries: [$tmp/denied-true]
+EOF
+vigil policy validate -f "$tmp/policy.yaml" >/dev/null || fail "vigil policy validate rejected a good policy"
+vigil policy apply -f "$tmp/policy.yaml" >/dev/null || fail "vigil policy apply failed"
+set +e
+"$tmp/denied-true"
+rc=$?
+set -e
+[ "$rc" = 137 ] || fail "the denied program exited $rc, expected 137 (SIGKILL)"
+hits=
+for _ in $(seq 1 50); do
+  vigil policy list -o json >"$tmp/policies.json"
+  hits=$(python3 -c 'import json,sys
+for p in json.load(open(sys.argv[1])).get("policies", []):
+    if p["name"] == "e2e-deny":
+        print(sum(int(r.get("hits", 0)) for r in p.get("rules", [])))' "$tmp/policies.json")
+  [ "$hits" = 1 ] && break
+  sleep 0.1
+done
+[ "$hits" = 1 ] || fail "vigil policy list shows '$hits' hits for e2e-deny, expected 1"
+found=
+for _ in $(seq 1 50); do
+  vigil events --type policy --last 10 --no-color >"$tmp/policy-events.txt"
+  if grep -q "KILL .*denied-true.*policy=e2e-deny rule=no-denied-true" "$tmp/policy-events.txt"; then
+    found=1
+    break
+  fi
+  sleep 0.1
+done
+[ -n "$found" ] || fail "vigil events --type policy does not show the kill"
+vigil policy delete e2e-deny >/dev/null || fail "vigil policy delete failed"
+"$tmp/denied-true" || fail "the program is still denied after vigil policy delete"
+echo "policy: killed at exec, 1 hit listed, KILL event shown, deleted"
+
+# --- 4. SIGKILL leaves nothing attached
 kill -9 "$agent_pid"
 wait "$agent_pid" 2>/dev/null || true
 agent_pid=
 check_detached "$ids"
 echo "after SIGKILL: programs $ids are gone"
 
-# --- 4. the CLI names the socket when the agent is not running
+# --- 5. the CLI names the socket when the agent is not running
 set +e
 vigil status >/dev/null 2>"$tmp/err"
 rc=$?
@@ -122,7 +170,7 @@ set -e
 [ "$rc" = 1 ] || fail "vigil status without an agent exited $rc, expected 1"
 grep -q "$sock" "$tmp/err" || fail "the unreachable-agent message does not name $sock"
 
-# --- 5. a restart over the stale socket, with a 16 KiB ring buffer. Freeze the agent
+# --- 6. a restart over the stale socket, with a 16 KiB ring buffer. Freeze the agent
 # (SIGSTOP), overflow the ring with execs, thaw it: the losses are counted in the kernel and
 # reported on the stream and in status.
 start_agent --ring-buffer-size 16384
@@ -165,7 +213,7 @@ done
 vigil events --last 8192 --no-color >"$tmp/events.txt"
 grep -q ' !! .*lost (kernel ring buffer full)' "$tmp/events.txt" || fail "compact output does not show the lost-events line"
 
-# --- 6. SIGTERM: clean exit, nothing left
+# --- 7. SIGTERM: clean exit, nothing left
 kill -TERM "$agent_pid"
 rc=0
 wait "$agent_pid" || rc=$?

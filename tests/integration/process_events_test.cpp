@@ -31,6 +31,7 @@ class ProcessEventsTest : public ::testing::Test {
     server::AgentConfig cfg;
     cfg.apiAddress = "unix://" + (*dir_ / "vigil.sock").string();
     cfg.nodeName = "test-node";
+    cfg.policyDir = (*dir_ / "policies").string();  // none: this suite only observes
     auto agent = server::Agent::start(cfg);
     ASSERT_TRUE(agent.ok()) << agent.error().message();
     agent_ = agent.value().release();

@@ -1265,7 +1265,7 @@ spec:
     - name: no-curl-as-root
       action: kill
       match:
-        binaries: [/usr/bin/curl]
+        binaries: [/bin/sh]  # validation resolves binaries: use files every host has
         uids: [0]
 ---
 apiVersion: vigil.dev/v1alpha1
@@ -1278,7 +1278,7 @@ spec:
     - name: shells-from-web
       action: audit
       match:
-        parentBinaries: [/usr/sbin/nginx]
+        parentBinaries: [/bin/true]
 )";
 
 // Line 9 holds an unknown action.

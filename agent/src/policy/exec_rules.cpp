@@ -1,5 +1,7 @@
 #include "policy/exec_rules.hpp"
 
+#include "common/mountinfo.hpp"
+
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -30,6 +32,25 @@ std::optional<FileId> statFile(const std::string& path) {
   if (::stat(path.c_str(), &st) != 0) return std::nullopt;
   return FileId{static_cast<uint32_t>((major(st.st_dev) << 20) | minor(st.st_dev)),
                 static_cast<uint64_t>(st.st_ino)};
+}
+
+Resolver hostResolver() {
+  std::string cgroupRoot;
+  for (const Mount& m : readMountInfo("/proc/self/mountinfo")) {
+    if (m.fsType == "cgroup2" && m.root == "/") {
+      cgroupRoot = m.mountPoint;
+      break;
+    }
+  }
+  return Resolver{
+      [](const std::string& path) { return statFile(path); },
+      [cgroupRoot](const std::string& path) -> std::optional<uint64_t> {
+        if (cgroupRoot.empty()) return std::nullopt;
+        struct stat st {};
+        if (::stat((cgroupRoot + path).c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+          return std::nullopt;
+        return static_cast<uint64_t>(st.st_ino);  // a cgroup v2 id is its directory's inode
+      }};
 }
 
 std::optional<uint32_t> SlotTable::slotFor(const std::string& policy, const std::string& rule) {

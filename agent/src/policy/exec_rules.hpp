@@ -37,6 +37,9 @@ struct Resolver {
 // stat() on the host: st_dev converted to the kernel's encoding.
 std::optional<FileId> statFile(const std::string& path);
 
+// Looks files and cgroups up on this host (cgroup v2 found through /proc/self/mountinfo).
+Resolver hostResolver();
+
 struct RuleRef {
   std::string policy;
   std::string rule;

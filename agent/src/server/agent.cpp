@@ -119,11 +119,8 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
       "sigkill (SIGKILL from tp_btf/sched_process_exec, before the new program runs); "
       "bpf_lsm " + lsmDetail;
   log::info("exec policy enforcement: " + agent->enforcement_);
-  policy::Resolver resolver{
-      [](const std::string& path) { return policy::statFile(path); },
-      [cg = agent->cgroups_.get()](const std::string& path) { return cg->idOf(path); }};
   agent->policies_ = std::make_unique<policy::PolicyStore>(
-      resolver, [self](const policy::CompiledRules& rules, const std::vector<uint32_t>& fresh) {
+      policy::hostResolver(), [self](const policy::CompiledRules& rules, const std::vector<uint32_t>& fresh) {
         return self->skel_->applyExecRules(rules, fresh);
       });
   agent->policies_->syncDirectory(cfg.policyDir);
