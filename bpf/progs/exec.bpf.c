@@ -67,7 +67,7 @@ int BPF_PROG(vigil_exec, struct task_struct *task, pid_t old_pid, struct linux_b
 				 &r->path_len, VIGIL_STAT_PATH_TRUNCATED);
 
 	/* Policy, while s->path still holds the binary's path: kills before the program runs. */
-	policy__evaluate(s, (__u64)file, r->uid, s->walk.pos);
+	policy__evaluate(s, (__u64)file, r->uid, s->walk.pos, 1);
 
 	/* argv, already copied onto the new program's stack. */
 	mm = BPF_CORE_READ(task, mm);

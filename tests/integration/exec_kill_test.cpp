@@ -167,6 +167,26 @@ TEST_F(ExecKillTest, DeniedBinaryIsKilledBeforeItRuns) {
   EXPECT_TRUE(counted) << "the rule's kernel hit counter is not 1";
 }
 
+TEST_F(ExecKillTest, EnforcementMechanismMatchesTheProbe) {
+  bool lsm = false;
+  std::string detail;
+  const v1::GetStatusResponse status = agent_->status();
+  for (const auto& c : status.capabilities()) {
+    if (c.name() != "bpf_lsm") continue;
+    lsm = c.available();
+    detail = c.detail();
+  }
+  const std::string& how = agent_->enforcement();
+  if (lsm) {
+    EXPECT_EQ(how.rfind("lsm", 0), 0u) << how;
+  } else {
+    // This machine: BPF-LSM refused, so the tracepoint kill, and the reason is said.
+    EXPECT_EQ(how.rfind("sigkill", 0), 0u) << how;
+    EXPECT_NE(how.find("bpf_lsm unavailable: " + detail), std::string::npos) << how;
+    for (const auto& p : status.programs()) EXPECT_NE(p.name(), "vigil_lsm_exec");
+  }
+}
+
 TEST_F(ExecKillTest, IdentityBypassesAreKilled) {
   fs::path bin = installMarker(dir() / "bin" / "ident-marker");
   apply("deny-ident", "enforce",

@@ -176,6 +176,24 @@ TEST(Decode, ExitOfWrongSizeIsRejected) {
   EXPECT_FALSE(decode(raw).ok());
 }
 
+TEST(Decode, DeniedRecordAndItsPathLength) {
+  vigil_denied_record r{};
+  std::string path = "/tmp/evil";
+  r.hdr = {VIGIL_REC_DENIED, VIGIL_ABI_VERSION, static_cast<__u32>(sizeof(r) + path.size()), 7};
+  r.pid = 10;
+  r.rule_slot = 3;
+  r.path_len = path.size();
+  std::vector<uint8_t> raw(sizeof(r) + path.size());
+  std::memcpy(raw.data(), &r, sizeof r);
+  std::memcpy(raw.data() + sizeof r, path.data(), path.size());
+  auto rec = decode(raw);
+  ASSERT_TRUE(rec.ok()) << rec.error().message();
+  EXPECT_EQ(std::get<DeniedRecord>(*rec).path, "/tmp/evil");
+  EXPECT_EQ(std::get<DeniedRecord>(*rec).ruleSlot, 3u);
+  reinterpret_cast<vigil_denied_record*>(raw.data())->path_len = 99;
+  EXPECT_FALSE(decode(raw).ok());
+}
+
 TEST(SplitArgs, HandlesEmptyArgumentsAndNoTrailingNul) {
   EXPECT_EQ(splitArgs(std::string_view("a\0\0b\0", 5)), (std::vector<std::string>{"a", "", "b"}));
   EXPECT_EQ(splitArgs(""), std::vector<std::string>{});

@@ -52,6 +52,7 @@ Expected<std::unique_ptr<Skeleton>> Skeleton::create(const LoadOptions& options)
   int err = bpf_map__set_max_entries(skel->maps.vigil_events, options.ringBufferBytes);
   if (err) return Error(err, "size ring buffer to " + std::to_string(options.ringBufferBytes));
   skel->rodata->cfg_wakeup_bytes = options.wakeupBytes;
+  bpf_program__set_autoload(skel->progs.vigil_lsm_exec, options.useLsm);
   if ((err = vigil_bpf::load(skel))) return Error(err, "load BPF programs (see libbpf log)");
   if ((err = vigil_bpf::attach(skel))) return Error(err, "attach BPF programs");
   return owner;
@@ -257,6 +258,7 @@ std::vector<ProgramInfo> Skeleton::programs() const {
   std::vector<ProgramInfo> out;
   bpf_program* prog = nullptr;
   bpf_object__for_each_program(prog, skel_->obj) {
+    if (!bpf_program__autoload(prog)) continue;
     ProgramInfo info;
     info.name = bpf_program__name(prog);
     std::string sec = bpf_program__section_name(prog);

@@ -22,6 +22,8 @@ struct LoadOptions {
   // Bytes that wait in the ring buffer before the kernel wakes the reader; 0 wakes it for
   // every record. The reader also drains the buffer on a timer (RingReader).
   uint64_t wakeupBytes = 0;
+  // Load the BPF-LSM exec program (deny with EPERM). Only where the probe found BPF-LSM usable.
+  bool useLsm = false;
 };
 
 struct ProgramInfo {

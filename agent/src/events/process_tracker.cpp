@@ -58,6 +58,7 @@ ProcessTracker::ProcessTracker(TrackerOptions options, Clock clock, CgroupPaths*
 std::shared_ptr<v1::Event> ProcessTracker::onRecord(const Record& record) {
   if (auto* e = std::get_if<ExecRecord>(&record)) return onExec(*e);
   if (auto* e = std::get_if<ExitRecord>(&record)) return onExit(*e);
+  if (auto* e = std::get_if<DeniedRecord>(&record)) return onDenied(*e);
   onFork(std::get<ForkRecord>(record));
   return nullptr;
 }
@@ -154,6 +155,25 @@ std::shared_ptr<v1::Event> ProcessTracker::onExit(const ExitRecord& r) {
   exit->set_signal(r.signal());
   exit->set_core_dumped(r.coreDumped());
   if (r.ktimeNs > r.procStartNs) *exit->mutable_lifetime() = durationNs(r.ktimeNs - r.procStartNs);
+  return ev;
+}
+
+std::shared_ptr<v1::Event> ProcessTracker::onDenied(const DeniedRecord& r) {
+  // The process that tried, as it is (it keeps running its old program), and what it tried.
+  auto ev = newEvent(r.ktimeNs, v1::EVENT_TYPE_POLICY, r.pid);
+  v1::PolicyEvent* p = ev->mutable_policy();
+  v1::Process* proc = p->mutable_process();
+  if (const v1::Process* known = table_.find(r.pid)) *proc = *known;
+  proc->set_pid(r.pid);
+  proc->set_tid(r.tid);
+  proc->set_ppid(r.ppid);
+  proc->set_uid(r.uid);
+  proc->set_comm(r.comm);
+  proc->set_cgroup_id(r.cgroupId);
+  proc->set_binary(r.path);
+  proc->clear_args();
+  p->set_action("kill");
+  p->set_mechanism("lsm");
   return ev;
 }
 

@@ -28,7 +28,9 @@ class ProcessTracker {
  public:
   ProcessTracker(TrackerOptions options, Clock clock, CgroupPaths* cgroups);
 
-  // An event for exec and exit records; nothing for fork records, which only feed the table.
+  // An event for exec and exit records, a policy event (without the policy and rule names,
+  // which the caller knows) for denied ones; nothing for fork records, which only feed the
+  // table.
   std::shared_ptr<v1::Event> onRecord(const Record& record);
 
   // Seeds the table with the processes alive now, from procRoot (normally /proc). Returns how
@@ -43,6 +45,7 @@ class ProcessTracker {
   std::shared_ptr<v1::Event> onExec(const ExecRecord& r);
   std::shared_ptr<v1::Event> onExit(const ExitRecord& r);
   void onFork(const ForkRecord& r);
+  std::shared_ptr<v1::Event> onDenied(const DeniedRecord& r);
   std::shared_ptr<v1::Event> newEvent(uint64_t ktimeNs, v1::EventType type, uint32_t ppid);
   std::string cgroupPath(uint64_t id, uint32_t pid);
 

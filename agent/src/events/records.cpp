@@ -93,6 +93,25 @@ Expected<Record> decodeFork(std::span<const uint8_t> raw) {
   return Record(std::move(e));
 }
 
+Expected<Record> decodeDenied(std::span<const uint8_t> raw) {
+  vigil_denied_record r{};
+  if (!copyFixed(raw, r)) return malformed("denied record shorter than its fixed part");
+  if (r.path_len > VIGIL_PATH_MAX || sizeof(r) + r.path_len != raw.size())
+    return malformed("denied record path length does not match its size");
+  DeniedRecord d;
+  d.ktimeNs = r.hdr.ktime_ns;
+  d.pid = r.pid;
+  d.tid = r.tid;
+  d.ppid = r.ppid;
+  d.uid = r.uid;
+  d.cgroupId = r.cgroup_id;
+  d.ruleSlot = r.rule_slot;
+  d.ruleGen = r.rule_gen;
+  d.path.assign(reinterpret_cast<const char*>(raw.data()) + sizeof(r), r.path_len);
+  d.comm = fixedString(r.comm, sizeof r.comm);
+  return Record(std::move(d));
+}
+
 }  // namespace
 
 bool ExecRecord::argsTruncated() const { return flags & VIGIL_EXEC_ARGS_TRUNCATED; }
@@ -124,6 +143,7 @@ Expected<Record> decode(std::span<const uint8_t> raw) {
     case VIGIL_REC_EXEC: return decodeExec(raw);
     case VIGIL_REC_EXIT: return decodeExit(raw);
     case VIGIL_REC_FORK: return decodeFork(raw);
+    case VIGIL_REC_DENIED: return decodeDenied(raw);
     default: return malformed("unknown record type " + std::to_string(h.type));
   }
 }

@@ -56,7 +56,17 @@ struct ForkRecord {
   std::string comm;
 };
 
-using Record = std::variant<ExecRecord, ExitRecord, ForkRecord>;
+// An exec the BPF-LSM program denied with EPERM; the process goes on with its old program.
+struct DeniedRecord {
+  uint64_t ktimeNs = 0;
+  uint32_t pid = 0, tid = 0, ppid = 0, uid = 0;
+  uint64_t cgroupId = 0;
+  uint32_t ruleSlot = 0, ruleGen = 0;
+  std::string path;  // the file it tried to run
+  std::string comm;
+};
+
+using Record = std::variant<ExecRecord, ExitRecord, ForkRecord, DeniedRecord>;
 
 // The record type from the header, or 0 when the buffer is too short to hold one.
 uint16_t peekType(std::span<const uint8_t> raw);

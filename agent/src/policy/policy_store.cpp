@@ -41,30 +41,46 @@ Status PolicyStore::commit(std::map<std::string, Entry> candidate,
                            std::vector<std::string>* warnings) {
   std::vector<const Policy*> ordered;
   for (const auto& [_, e] : candidate) ordered.push_back(&e.policy);
+  SlotTable saved = slots_;  // a rejected version must not move any rule in force
   CompileResult result = compileExecRules(ordered, slots_, resolver_);
   if (warnings) {
     for (const auto& w : result.warnings) warnings->push_back(w.str());
   }
   if (!result.errors.empty()) {
-    slots_.commit(compiled_.slots);  // drop slots handed out for the rejected version
+    slots_ = std::move(saved);
     return Error(EINVAL, joinIssues(result.errors));
   }
   // Slots that are new since the last commit start their counters from zero.
   auto fresh = slots_.commit(result.rules.slots);
   if (auto s = apply_(result.rules, fresh); !s) {
-    slots_.commit(compiled_.slots);
+    slots_ = std::move(saved);
     return s;
   }
   entries_ = std::move(candidate);
   compiled_ = std::move(result.rules);
-  identities_.clear();
+  identities_ = resolveIdentities();
+  refreshError_.clear();
+  return {};
+}
+
+std::map<std::string, std::string> PolicyStore::resolveIdentities() const {
+  std::map<std::string, std::string> ids;
+  auto file = [&](const std::string& path) {
+    auto id = resolver_.file(path);
+    ids["file:" + path] = id ? std::to_string(id->dev) + ":" + std::to_string(id->ino) : "";
+  };
   for (const auto& [_, e] : entries_) {
     for (const auto& r : e.policy.exec) {
-      for (const auto& b : r.match.binaries) identities_[b] = resolver_.file(b);
-      for (const auto& b : r.match.parentBinaries) identities_[b] = resolver_.file(b);
+      for (const auto& b : r.match.binaries) file(b);
+      for (const auto& b : r.match.parentBinaries) file(b);
+      for (const auto& c : r.match.cgroupPathPrefixes) {
+        std::string path = c.size() > 1 && c.back() == '/' ? c.substr(0, c.size() - 1) : c;
+        auto id = resolver_.cgroup(path);
+        ids["cgroup:" + path] = id ? std::to_string(*id) : "";
+      }
     }
   }
-  return {};
+  return ids;
 }
 
 Expected<ApplyOutcome> PolicyStore::applyText(const std::string& text,
@@ -143,12 +159,15 @@ void PolicyStore::syncDirectory(const std::string& dir) {
   // A file that cannot be read keeps what it had in force.
   for (const auto& [path, err] : readErrors) files[path].error = err;
   for (const auto& [path, text] : contents) {
-    if (auto old = files_.find(path); old != files_.end() && old->second.content == text) continue;
+    if (auto old = files_.find(path);
+        old != files_.end() && old->second.content == text && !old->second.retry)
+      continue;
     FileState& st = files[path];
-    st.content = text;  // remembered even when rejected, so it is not re-parsed every pass
+    st.content = text;
+    st.retry = false;
     ParseResult parsed = parsePolicies(text, path);
     if (!parsed.ok()) {
-      st.error = parsed.errorText();
+      st.error = parsed.errorText();  // the file's own fault: parsed again once it changes
       continue;
     }
     std::string conflict;
@@ -162,6 +181,7 @@ void PolicyStore::syncDirectory(const std::string& dir) {
     }
     if (!conflict.empty()) {
       st.error = conflict;
+      st.retry = true;  // the other source may let go of the name
       continue;
     }
     for (const auto& n : st.names) candidate.erase(n);
@@ -182,6 +202,7 @@ void PolicyStore::syncDirectory(const std::string& dir) {
         auto old = files_.find(path);
         files[path].names = old == files_.end() ? std::vector<std::string>{} : old->second.names;
         files[path].error = s.error().context();
+        files[path].retry = true;  // a binary may appear, the kernel may recover
       }
       for (const auto& path : removed) files[path] = files_[path];
     }
@@ -191,14 +212,13 @@ void PolicyStore::syncDirectory(const std::string& dir) {
 
 void PolicyStore::refreshIdentities() {
   std::lock_guard lock(mutex_);
-  bool moved = false;
-  for (const auto& [path, id] : identities_) {
-    if (resolver_.file(path) != id) {
-      moved = true;
-      break;
-    }
+  auto now = resolveIdentities();
+  if (now == identities_) return;
+  if (auto s = commit(entries_, nullptr); !s) {
+    // Keep the rules in force; say why they could not follow the change. Tried again on the
+    // next pass, as identities_ still differ.
+    refreshError_ = "could not re-apply after a binary or cgroup changed: " + s.error().context();
   }
-  if (moved) commit(entries_, nullptr);
 }
 
 std::vector<PolicyInfo> PolicyStore::list() const {
@@ -231,6 +251,10 @@ std::vector<PolicyInfo> PolicyStore::list() const {
       info.source = "file:" + path;
       info.error = st.error;
     }
+  }
+  if (!refreshError_.empty()) {
+    for (auto& [_, info] : out)
+      if (info.error.empty()) info.error = refreshError_;
   }
   for (const auto& [name, err] : apiErrors_) {
     PolicyInfo& info = out[name];

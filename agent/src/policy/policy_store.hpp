@@ -49,7 +49,9 @@ class PolicyStore {
   // dot-files and the ..data machinery) and applies what changed. A file that fails keeps its
   // previous policies in force, marked with the error.
   void syncDirectory(const std::string& dir);
-  // Re-resolves binaries and cgroups; re-applies when a file was replaced (new inode).
+  // Re-resolves binaries and cgroups; re-applies when one changed (a package upgrade gives a
+  // binary a new inode, a recreated pod a new cgroup id). When that re-apply fails, the rules
+  // in force stay and every policy shows the error.
   void refreshIdentities();
 
   std::vector<PolicyInfo> list() const;
@@ -62,12 +64,17 @@ class PolicyStore {
     std::string source;
   };
   struct FileState {
-    std::string content;
-    std::vector<std::string> names;  // policies it defines now
+    std::string content;             // as last read
+    std::vector<std::string> names;  // policies it has in force
     std::string error;
+    // Rejected for a reason outside the file itself (a conflict with another source, a
+    // missing binary, the kernel): read and tried again on the next pass even if unchanged.
+    bool retry = false;
   };
   // Compiles `candidate` and applies it; on success it becomes the state.
   Status commit(std::map<std::string, Entry> candidate, std::vector<std::string>* warnings);
+  // What each named binary and cgroup of the policies in force resolves to now.
+  std::map<std::string, std::string> resolveIdentities() const;
 
   Resolver resolver_;
   ApplyFn apply_;
@@ -77,7 +84,8 @@ class PolicyStore {
   std::map<std::string, std::string> apiErrors_;  // guarded by mutex_
   SlotTable slots_;                             // guarded by mutex_
   CompiledRules compiled_;                      // guarded by mutex_
-  std::map<std::string, std::optional<FileId>> identities_;  // guarded by mutex_
+  std::map<std::string, std::string> identities_;  // guarded by mutex_, see resolveIdentities
+  std::string refreshError_;                       // guarded by mutex_
 };
 
 }  // namespace vigil::policy

@@ -102,7 +102,8 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   // Attach first, then seed: a process that starts in between is seen by both, and the
   // kernel's record simply replaces the /proc entry.
   uint64_t wakeup = std::min<uint64_t>(cfg.wakeupBytes, cfg.ringBufferBytes / 4);
-  auto skel = bpf::Skeleton::create({cfg.ringBufferBytes, wakeup});
+  bool useLsm = has("bpf_lsm");
+  auto skel = bpf::Skeleton::create({cfg.ringBufferBytes, wakeup, useLsm});
   if (!skel) return skel.error();
   agent->skel_ = std::move(skel.value());
   size_t seeded = agent->tracker_->seedFromProc(cfg.procRoot);
@@ -114,10 +115,12 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   // instead, but Vigil only uses it where the kernel runs BPF-LSM programs.
   std::string lsmDetail = "not probed";
   for (const auto& c : agent->capabilities_)
-    if (c.name == "bpf_lsm") lsmDetail = (c.available ? "available: " : "unavailable: ") + c.detail;
+    if (c.name == "bpf_lsm") lsmDetail = c.detail;
   agent->enforcement_ =
-      "sigkill (SIGKILL from tp_btf/sched_process_exec, before the new program runs); "
-      "bpf_lsm " + lsmDetail;
+      useLsm ? "lsm (exec denied with EPERM in bprm_check_security; SIGKILL from "
+               "tp_btf/sched_process_exec as a backstop)"
+             : "sigkill (SIGKILL from tp_btf/sched_process_exec, before the new program runs); "
+               "bpf_lsm unavailable: " + lsmDetail;
   log::info("exec policy enforcement: " + agent->enforcement_);
   agent->policies_ = std::make_unique<policy::PolicyStore>(
       policy::hostResolver(), [self](const policy::CompiledRules& rules, const std::vector<uint32_t>& fresh) {
@@ -226,8 +229,15 @@ void Agent::processLoop() {
         continue;
       }
       seen_[type]++;
-      EventPtr ev = tracker_->onRecord(*record);
-      if (!ev) continue;
+      auto made = tracker_->onRecord(*record);
+      if (!made) continue;
+      if (auto* denied = std::get_if<events::DeniedRecord>(&record.value())) {
+        if (auto rule = policies_->ruleOf(denied->ruleSlot)) {
+          made->mutable_policy()->set_policy(rule->policy);
+          made->mutable_policy()->set_rule(rule->rule);
+        }
+      }
+      EventPtr ev = std::move(made);
       hub_.publish(ev);
       auto* exec = std::get_if<events::ExecRecord>(&record.value());
       if (exec && exec->verdict != VIGIL_VERDICT_NONE) publishPolicyEvent(*exec, *ev);

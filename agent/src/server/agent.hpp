@@ -55,7 +55,7 @@ class Agent {
   void publishPolicyEvent(const events::ExecRecord& rec, const v1::Event& exec);
 
   // Per record type (enum vigil_record_type), index 0 unused.
-  static constexpr size_t kTypes = 4;
+  static constexpr size_t kTypes = 5;
   using Counters = std::array<std::atomic<uint64_t>, kTypes>;
 
   const AgentConfig config_;

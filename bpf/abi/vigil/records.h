@@ -32,6 +32,8 @@ enum vigil_record_type {
 	VIGIL_REC_EXEC = 1,
 	VIGIL_REC_EXIT = 2,
 	VIGIL_REC_FORK = 3,
+	/* An exec denied with EPERM by the BPF-LSM program (where the kernel runs BPF-LSM). */
+	VIGIL_REC_DENIED = 4,
 };
 
 /* Flags on an exec record. */
@@ -114,6 +116,23 @@ struct vigil_fork_record {
 	char comm[VIGIL_COMM_LEN];
 };
 VIGIL_ABI_ASSERT(sizeof(struct vigil_fork_record) == 56, "vigil_fork_record ABI");
+
+/* An exec denied by policy in bprm_check_security; the process that tried goes on running
+ * its old program. Followed by path[path_len], the denied file (no NUL). */
+struct vigil_denied_record {
+	struct vigil_record_hdr hdr;
+	__u32 pid;
+	__u32 tid;
+	__u32 ppid;
+	__u32 uid;
+	__u64 cgroup_id;
+	__u32 rule_slot;
+	__u32 rule_gen;
+	__u16 path_len;
+	__u16 pad[3];
+	char comm[VIGIL_COMM_LEN];
+};
+VIGIL_ABI_ASSERT(sizeof(struct vigil_denied_record) == 72, "vigil_denied_record ABI");
 
 /* Largest record the kernel can produce. */
 /* path + args + cwd + filename + interp */
