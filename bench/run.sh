@@ -4,11 +4,13 @@
 #   bench/run.sh [BUILD_DIR]        (BUILD_DIR defaults to "build"; `make bench` calls this)
 #
 # Runs bench/exec_storm.cpp (vigil_exec_storm: N fork+execve of /bin/true, waiting for each,
-# from 1 and 2 parallel spawners) in three configurations, alternated round by round so that
+# from 1 and 2 parallel spawners) in four configurations, alternated round by round so that
 # drift on a shared machine hits all of them alike:
-#   baseline  nothing attached
-#   agent     vigil-agent running, consuming and storing every event
-#   bpftrace  bpftrace printing pid and filename of sched:sched_process_exec to /dev/null
+#   baseline     nothing attached
+#   agent        vigil-agent running, consuming and storing every event, no policy
+#   agent+rules  the same agent with BENCH_RULES (1000) exec policy rules applied through
+#                `vigil policy apply`, none of which matches the storm (the cost of evaluating them)
+#   bpftrace     bpftrace printing pid and filename of sched:sched_process_exec to /dev/null
 # and writes bench/results/exec_storm.{md,json}. Missed targets are reported (PASS/FAIL in the
 # summary), never turned into a failing exit status. The script fails only when it cannot run.
 #
@@ -16,9 +18,11 @@
 #   BENCH_EXECS         execs per run, for every parallelism (default: calibrated so that a
 #                       baseline run takes about BENCH_RUN_SECONDS at each parallelism)
 #   BENCH_RUN_SECONDS   target length of one run for the calibration (default 4)
-#   BENCH_ROUNDS        rounds of baseline/agent/bpftrace (default 5)
+#   BENCH_ROUNDS        rounds of baseline/agent/agent+rules/bpftrace (default 5)
 #   BENCH_PARALLEL      parallel spawner counts (default "1 2")
-#   BENCH_CONFIGS       configurations to run (default "baseline agent bpftrace")
+#   BENCH_CONFIGS       configurations to run (default "baseline agent agent+rules bpftrace")
+#   BENCH_RULES         exec rules in the agent+rules policy (default 1000; at most 1024, the
+#                       per-policy limit)
 #   BENCH_METHOD        fork (default), vfork or posix_spawn; passed to vigil_exec_storm
 #   BENCH_IDLE_SECONDS  length of the agent's idle CPU/RSS measurement (default 5)
 #   BENCH_EVENT_RING_SIZE  if set, passed to the agent as --event-ring-size
@@ -50,7 +54,9 @@ EXECS=${BENCH_EXECS:-}
 RUN_SECONDS=${BENCH_RUN_SECONDS:-4}
 ROUNDS=${BENCH_ROUNDS:-5}
 PARALLEL=${BENCH_PARALLEL:-"1 2"}
-CONFIGS=${BENCH_CONFIGS:-"baseline agent bpftrace"}
+CONFIGS=${BENCH_CONFIGS:-"baseline agent agent+rules bpftrace"}
+RULES=${BENCH_RULES:-1000}
+POLICY_NAME=bench-$RULES-rules
 METHOD=${BENCH_METHOD:-fork}
 IDLE_SECONDS=${BENCH_IDLE_SECONDS:-5}
 EVENT_RING_SIZE=${BENCH_EVENT_RING_SIZE:-}
@@ -81,9 +87,10 @@ is_uint "$IDLE_SECONDS" || die "BENCH_IDLE_SECONDS must be a non-negative intege
 is_uint "$QUIET_PCT" || die "BENCH_QUIET_PCT must be a non-negative integer"
 is_uint "$QUIET_MAX" || die "BENCH_QUIET_MAX must be a non-negative integer"
 is_uint "$QUIET_BUDGET" || die "BENCH_QUIET_BUDGET must be a non-negative integer"
+{ is_uint "$RULES" && ((RULES > 0 && RULES <= 1024)); } || die "BENCH_RULES must be an integer from 1 to 1024"
 for p in $PARALLEL; do { is_uint "$p" && ((p > 0)); } || die "bad BENCH_PARALLEL entry '$p'"; done
 for c in $CONFIGS; do
-  case "$c" in baseline | agent | bpftrace) ;; *) die "bad BENCH_CONFIGS entry '$c'" ;; esac
+  case "$c" in baseline | agent | agent+rules | bpftrace) ;; *) die "bad BENCH_CONFIGS entry '$c'" ;; esac
 done
 [[ " $CONFIGS " == *" baseline "* ]] || die "BENCH_CONFIGS must include baseline (ratios are against it)"
 
@@ -424,6 +431,102 @@ def cmd_leftover(before_path, pids_csv):
     print(json.dumps({"checked": True, "programs": left}))
 
 
+def cmd_policy_yaml(n, path, name, storm_binary):
+    """Writes one Policy document with n exec rules that the storm never matches, and prints how
+    many rules of each kind it holds (JSON). Every kind of match list is used: prefixes under a
+    directory that does not exist, uids nobody has (4000000000 - i), combinations of the two,
+    file identities (binaries, parentBinaries) of /bin/false, which the storm never runs, and
+    the cgroup v2 path of this very benchmark (so the cgroup lookup finds rules); those are
+    AND'ed with a uid or prefix that cannot match, except a handful of audit-mode rules (audit
+    mode: a run of /bin/false elsewhere is reported, never killed)."""
+    n = int(n)
+    other = "/bin/false"
+    try:
+        # On a busybox system /bin/false may be the very file the storm runs: no file rules then.
+        if os.path.samefile(other, storm_binary):
+            other = None
+    except OSError:
+        other = None
+    cgroup = None
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    cgroup = line[3:].strip() or None
+    except OSError:
+        pass
+    audit_from = n - 5 if (other and n >= 50) else n
+    kinds = {}
+    L = ["# Generated by bench/run.sh: %d exec rules, none of which matches the storm (%s run by root)." % (n, storm_binary),
+         "apiVersion: vigil.dev/v1alpha1", "kind: Policy", "metadata:", "  name: " + name,
+         "  labels:", "    purpose: benchmark", "spec:", "  mode: enforce", "  exec:"]
+    for i in range(n):
+        prefix = '["/nonexistent-vigil-bench/%d/"]' % i
+        uid = "[%d]" % (4000000000 - i)
+        mode = None
+        j = i % 10
+        if i >= audit_from:
+            mode = "audit"
+            if i % 2:
+                kind, match = "parentBinaries (audit mode)", [("parentBinaries", "[%s]" % other)]
+            else:
+                kind, match = "binaries (audit mode)", [("binaries", "[%s]" % other)]
+        elif j < 3 or (j in (7, 8) and not other):
+            kind, match = "pathPrefixes", [("pathPrefixes", prefix)]
+        elif j < 5:
+            kind, match = "uids", [("uids", uid)]
+        elif j < 7 or (j == 9 and not cgroup):
+            kind, match = "pathPrefixes+uids", [("pathPrefixes", prefix), ("uids", uid)]
+        elif j == 7:
+            kind, match = "binaries+uids", [("binaries", "[%s]" % other), ("uids", uid)]
+        elif j == 8:
+            kind, match = "parentBinaries+pathPrefixes", [("parentBinaries", "[%s]" % other), ("pathPrefixes", prefix)]
+        else:
+            # json.dumps: a double-quoted string is valid YAML too, whatever the path holds.
+            kind, match = "cgroupPathPrefixes+uids", [("cgroupPathPrefixes", "[%s]" % json.dumps(cgroup)), ("uids", uid)]
+        kinds[kind] = kinds.get(kind, 0) + 1
+        L.append("    - name: r%d" % i)
+        L.append("      action: kill")
+        if mode:
+            L.append("      mode: " + mode)
+        L.append("      match:")
+        for field, value in match:
+            L.append("        %s: %s" % (field, value))
+    with open(path, "w") as f:
+        f.write("\n".join(L) + "\n")
+    print(json.dumps(kinds))
+
+
+def policy_list(path):
+    """(policies, enforcement) from `vigil policy list -o json`."""
+    d = load(path)
+    return d.get("policies") or [], d.get("enforcement") or ""
+
+
+def cmd_policy_check(path, name, n):
+    """Checks that policy `name` is enforcing with n rules; prints a JSON summary, exits 1 with
+    a message otherwise. Also counts the rules of other policies (there should be none)."""
+    pols, enforcement = policy_list(path)
+    mine = [p for p in pols if p.get("name") == name]
+    others = sum(len(p.get("rules") or []) for p in pols if p.get("name") != name)
+    if not mine:
+        sys.exit("policy %s not in `vigil policy list` (%d other policies)" % (name, len(pols)))
+    p = mine[0]
+    rules = p.get("rules") or []
+    if p.get("state") != "enforcing" or len(rules) != int(n):
+        sys.exit("policy %s: state %r with %d rules, expected enforcing with %s%s" % (
+            name, p.get("state"), len(rules), n, (": " + p["error"]) if p.get("error") else ""))
+    print(json.dumps({"rules": len(rules), "state": p.get("state"), "mode": p.get("mode"), "source": p.get("source"),
+                      "hits": sum(as_int(r.get("hits")) for r in rules), "other_rules": others,
+                      "enforcement": enforcement}))
+
+
+def cmd_policy_count(path):
+    """Rules of all policies in `vigil policy list -o json`."""
+    pols, _ = policy_list(path)
+    print(sum(len(p.get("rules") or []) for p in pols))
+
+
 def median(xs):
     return statistics.median(xs) if xs else None
 
@@ -436,6 +539,95 @@ def fmt_rate(x):
     return "n/a" if x is None else "%.0f" % x
 
 
+def signed_pct(x):
+    return "n/a" if x is None else "%+.1f%%" % x
+
+
+def rules_desc(rm):
+    """Header line for the agent+rules configuration."""
+    if not rm or not rm.get("rules"):
+        return "not run"
+    kinds = ", ".join("%d %s" % (v, k) for k, v in (rm.get("kinds") or {}).items())
+    d = "%s exec rules in one policy `%s` (spec.mode enforce, action kill; %s), none matching the storm" % (
+        rm["rules"], rm.get("policy_name"), kinds or "n/a")
+    rounds = rm.get("applied_rounds") or []
+    if rounds:
+        ms = sorted(x["apply_ms"] for x in rounds)
+        after = [x["after"] for x in rounds if x.get("after")]
+        d += "; applied with `vigil policy apply` after each start-up (median %d ms for the call)" % ms[len(ms) // 2]
+        if after:
+            # The first word ("sigkill" or "lsm"); the whole explanation is in the JSON.
+            d += ", state %s, kill mechanism %s" % (after[0].get("state"), (after[0].get("enforcement") or "n/a").split()[0])
+    if rm.get("skipped"):
+        d += ". **Not run**: %s" % rm["skipped"]
+    return d
+
+
+def rules_target_lines(tg, max_overhead):
+    n = tg.get("rules") or "n/a"
+    head = "- **Rules overhead <= %g%% (agent+rules vs agent, %s non-matching rules): %s**" % (max_overhead, n, tg["result"])
+    if tg["result"] in ("NOT RUN", "NOT MEASURED"):
+        out = [head + " (%s)" % tg.get("reason")]
+        if tg["result"] == "NOT MEASURED":
+            out.append("  - Against the baseline: %s" % ", ".join(
+                "P=%s: %s" % (c["parallel"], pct(c.get("overhead_vs_baseline_pct"))) for c in tg["by_parallel"]))
+        return out
+    cs = tg["by_parallel"]
+    out = [head + " (%s; paired %s)" % (
+        ", ".join("P=%s: %s" % (c["parallel"], pct(c.get("overhead_vs_agent_pct"))) for c in cs),
+        ", ".join("P=%s: %s" % (c["parallel"], pct(c.get("paired_overhead_vs_agent_pct"))) for c in cs))]
+    out.append("  - Against the baseline (no agent): %s (the agent without policy: %s)." % (
+        ", ".join("P=%s: %s" % (c["parallel"], pct(c.get("overhead_vs_baseline_pct"))) for c in cs),
+        ", ".join("P=%s: %s" % (c["parallel"], pct(c.get("agent_overhead_vs_baseline_pct"))) for c in cs)))
+    kern = [c for c in cs if c.get("vigil_exec_extra_ns_per_exec") is not None]
+    if kern:
+        out.append("  - In the kernel the rules cost %s per exec in vigil_exec (%s), %s of the baseline's CPU per exec." % (
+            ", ".join("P=%s: %+.0f ns" % (c["parallel"], c["vigil_exec_extra_ns_per_exec"]) for c in kern),
+            ", ".join("P=%s: %.0f -> %.0f ns" % (c["parallel"], c["vigil_exec_ns_per_exec_agent"], c["vigil_exec_ns_per_exec_rules"]) for c in kern),
+            ", ".join("P=%s: %s" % (c["parallel"], "n/a" if c.get("vigil_exec_extra_pct_of_baseline_cpu_per_exec") is None
+                                    else "%+.2f%%" % c["vigil_exec_extra_pct_of_baseline_cpu_per_exec"]) for c in kern)))
+    extra = []
+    if tg.get("lost_all_runs") is not None:
+        extra.append("%s events lost or unaccounted over all agent+rules runs" % tg["lost_all_runs"])
+    if tg.get("rule_hits_total") is not None:
+        extra.append("%s rule hits" % tg["rule_hits_total"])
+    failed = sum(c.get("failed_runs", 0) for c in cs)
+    if failed:
+        extra.append("**%d run(s) had failed execs: a rule may have matched the storm**" % failed)
+    if extra:
+        out.append("  - " + "; ".join(extra) + ".")
+    if tg.get("noisy"):
+        out.append("  - Caution: the agent or agent+rules runs alone spread by more than twice the target (%s): a "
+                   "difference of a few percent is within this machine's noise; the in-kernel cost above is the "
+                   "steadier measure." % ", ".join("P=%s: %s / %s" % (c["parallel"], pct(c.get("agent_spread_pct")), pct(c.get("rules_spread_pct"))) for c in cs))
+    return out
+
+
+def rules_table_lines(cs, rm):
+    L = ["### agent+rules against agent", "",
+         "The same agent with and without the %s non-matching rules, in the same rounds. Overhead = 1 - median(agent+rules) / "
+         "median(agent); paired = the median of per-round ratios. vigil_exec is the program that evaluates the rules "
+         "(ns per exec, median); its extra time is also given as a share of the baseline's spawner CPU per exec, an "
+         "estimate of the rules' overhead that the machine's noise blurs much less than the exec rate. The last column "
+         "sums all the agent's programs; the rules run only in vigil_exec, so the rest of that difference is noise." % rm.get("rules", "n/a"), "",
+         "| Spawners | agent execs/s | agent+rules execs/s | Overhead vs agent | Paired | Overhead vs baseline | "
+         "Spawner CPU us/exec agent / +rules | vigil_exec ns/exec agent / +rules | Extra | Share of baseline CPU/exec | All programs ns/exec agent / +rules |",
+         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    f1 = lambda x: "n/a" if x is None else "%.1f" % x
+    f0 = lambda x: "n/a" if x is None else "%.0f" % x
+    for c in cs:
+        L.append("| %d | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s | %s | %s / %s |" % (
+            c["parallel"], fmt_rate(c.get("agent_median_execs_per_second")), fmt_rate(c.get("rules_median_execs_per_second")),
+            pct(c.get("overhead_vs_agent_pct")), pct(c.get("paired_overhead_vs_agent_pct")), pct(c.get("overhead_vs_baseline_pct")),
+            f1(c.get("cpu_us_per_exec_agent")), f1(c.get("cpu_us_per_exec_rules")),
+            f0(c.get("vigil_exec_ns_per_exec_agent")), f0(c.get("vigil_exec_ns_per_exec_rules")),
+            "n/a" if c.get("vigil_exec_extra_ns_per_exec") is None else "%+.0f ns" % c["vigil_exec_extra_ns_per_exec"],
+            "n/a" if c.get("vigil_exec_extra_pct_of_baseline_cpu_per_exec") is None else "%+.3f%%" % c["vigil_exec_extra_pct_of_baseline_cpu_per_exec"],
+            f0(c.get("bpf_ns_per_exec_agent")), f0(c.get("bpf_ns_per_exec_rules"))))
+    L.append("")
+    return L
+
+
 def cmd_summarize(args):
     kv = dict(a.split("=", 1) for a in args)
     meta = load(kv["meta"])
@@ -444,11 +636,13 @@ def cmd_summarize(args):
         with open(kv["runs"]) as f:
             runs = [json.loads(l) for l in f if l.strip()]
     idle = load(kv["idle"]) if kv.get("idle") and os.path.exists(kv["idle"]) else None
+    idle_rules = load(kv["idle_rules"]) if kv.get("idle_rules") and os.path.exists(kv["idle_rules"]) else None
+    rules_meta = load(kv["rules"]) if kv.get("rules") and os.path.exists(kv["rules"]) else {}
     leftover = load(kv["leftover"]) if kv.get("leftover") and os.path.exists(kv["leftover"]) else None
     max_overhead = float(kv.get("max_overhead_pct", "3"))
 
     parallels = sorted({r["parallel"] for r in runs})
-    configs = [c for c in ("baseline", "agent", "bpftrace") if any(r["config"] == c for r in runs)]
+    configs = [c for c in ("baseline", "agent", "agent+rules", "bpftrace") if any(r["config"] == c for r in runs)]
     by = {}
     for r in runs:
         by.setdefault((r["parallel"], r["config"]), []).append(r)
@@ -563,9 +757,104 @@ def cmd_summarize(args):
         targets["agent_overhead"] = {"result": "NOT RUN", "reason": why}
         targets["zero_lost"] = {"result": "NOT RUN", "reason": why}
 
+    # agent+rules against agent (the cost of the rules) and against the baseline.
+    rules_rows = [t for t in table if t["config"] == "agent+rules" and t["runs"]]
+    rules_cmp = []
+    if rules_rows:
+        agent_by_p = {t["parallel"]: t for t in agent_rows}
+        base_by_p = {t["parallel"]: t for t in table if t["config"] == "baseline" and t["runs"]}
+
+        def prog_ns(row, name):
+            for pr in (row or {}).get("bpf_programs") or []:
+                if pr["name"] == name:
+                    return pr
+            return None
+
+        for t in rules_rows:
+            p = t["parallel"]
+            a, b = agent_by_p.get(p), base_by_p.get(p)
+            c = {
+                "parallel": p,
+                "rules_median_execs_per_second": t["median_execs_per_second"],
+                "overhead_vs_baseline_pct": t.get("overhead_pct"),
+                "paired_overhead_vs_baseline_pct": t.get("paired_overhead_pct"),
+                "rules_spread_pct": t.get("spread_pct"),
+                "cpu_us_per_exec_rules": t.get("cpu_us_per_exec_median"),
+            }
+            if a:
+                ratio = t["median_execs_per_second"] / a["median_execs_per_second"]
+                c.update(
+                    agent_median_execs_per_second=a["median_execs_per_second"],
+                    agent_spread_pct=a.get("spread_pct"),
+                    ratio_to_agent=round(ratio, 4),
+                    overhead_vs_agent_pct=round(100.0 * (1 - ratio), 2),
+                    cpu_us_per_exec_agent=a.get("cpu_us_per_exec_median"),
+                    agent_overhead_vs_baseline_pct=a.get("overhead_pct"),
+                )
+                agent_by_round = {r["round"]: r["execs_per_second"] for r in by.get((p, "agent"), []) if r["failed"] == 0}
+                paired = [r["execs_per_second"] / agent_by_round[r["round"]] for r in by.get((p, "agent+rules"), [])
+                          if r["failed"] == 0 and agent_by_round.get(r["round"])]
+                if paired:
+                    c["paired_overhead_vs_agent_pct"] = round(100.0 * (1 - median(paired)), 2)
+            # In-kernel: the rules are evaluated inside vigil_exec.
+            ex_a, ex_r = prog_ns(a, "vigil_exec"), prog_ns(t, "vigil_exec")
+            if ex_r:
+                c["vigil_exec_ns_per_exec_rules"] = ex_r["ns_per_exec_median"]
+                c["vigil_exec_ns_per_run_rules"] = ex_r["avg_ns_median"]
+            if ex_a:
+                c["vigil_exec_ns_per_exec_agent"] = ex_a["ns_per_exec_median"]
+                c["vigil_exec_ns_per_run_agent"] = ex_a["avg_ns_median"]
+            if ex_a and ex_r:
+                extra = ex_r["ns_per_exec_median"] - ex_a["ns_per_exec_median"]
+                c["vigil_exec_extra_ns_per_exec"] = round(extra, 1)
+                if b and b.get("cpu_us_per_exec_median"):
+                    # The extra in-kernel time against what one exec costs without any tool: an
+                    # estimate of the rules' overhead that the machine's noise blurs much less.
+                    c["vigil_exec_extra_pct_of_baseline_cpu_per_exec"] = round(100.0 * extra / (1000.0 * b["cpu_us_per_exec_median"]), 3)
+            if a and a.get("bpf_ns_per_exec_median") is not None and t.get("bpf_ns_per_exec_median") is not None:
+                # All programs: the rules run only in vigil_exec, so the rest of this is noise.
+                c["bpf_ns_per_exec_agent"] = a["bpf_ns_per_exec_median"]
+                c["bpf_ns_per_exec_rules"] = t["bpf_ns_per_exec_median"]
+                c["bpf_extra_ns_per_exec"] = round(t["bpf_ns_per_exec_median"] - a["bpf_ns_per_exec_median"], 1)
+            c["failed_runs"] = sum(1 for r in by.get((p, "agent+rules"), []) if r["failed"])
+            rules_cmp.append(c)
+    if rules_rows and agent_rows:
+        over = {c["parallel"]: c.get("overhead_vs_agent_pct") for c in rules_cmp}
+        ok = all(v is not None and v <= max_overhead for v in over.values())
+        noisy = any((c.get(k) or 0) > 2 * max_overhead for c in rules_cmp for k in ("agent_spread_pct", "rules_spread_pct"))
+        result = "PASS" if ok else "FAIL"
+    elif rules_rows:
+        result = "NOT MEASURED"
+        noisy = False
+    else:
+        result = "NOT RUN"
+        noisy = False
+    targets["rules_overhead"] = {
+        "target": "agent with %s non-matching exec rules: overhead <= %g%% of the exec rate against the agent "
+                  "without policy, at every parallelism" % (rules_meta.get("rules", "n/a"), max_overhead),
+        "rules": rules_meta.get("rules"),
+        "result": result,
+        "noisy": noisy,
+        "by_parallel": rules_cmp,
+    }
+    if result == "NOT RUN":
+        targets["rules_overhead"]["reason"] = rules_meta.get("skipped") or skipped or "no agent+rules runs"
+    elif result == "NOT MEASURED":
+        targets["rules_overhead"]["reason"] = "no agent runs to compare with"
+    rr = [x for x in (rules_meta.get("applied_rounds") or [])]
+    rules_lost = sum(t.get("lost_total", 0) + t.get("unaccounted_execs", 0) for t in rules_rows)
+    targets["rules_overhead"]["lost_all_runs"] = rules_lost if rules_rows else None
+    hits = [x["after"]["hits"] for x in rr if x.get("after")]
+    targets["rules_overhead"]["rule_hits_total"] = sum(hits) if hits else None
+
     storm_usage = {}
     for t in agent_rows:
         storm_usage[str(t["parallel"])] = {
+            k: t.get(k) for k in ("tool_cpu_percent_median", "tool_cpu_percent_max", "tool_rss_kb_max", "tool_hwm_kb_max")
+        }
+    rules_storm_usage = {}
+    for t in rules_rows:
+        rules_storm_usage[str(t["parallel"])] = {
             k: t.get(k) for k in ("tool_cpu_percent_median", "tool_cpu_percent_max", "tool_rss_kb_max", "tool_hwm_kb_max")
         }
 
@@ -576,6 +865,9 @@ def cmd_summarize(args):
         "targets": targets,
         "agent_idle": idle,
         "agent_storm": storm_usage,
+        "rules_policy": rules_meta,
+        "agent_rules_idle": idle_rules,
+        "agent_rules_storm": rules_storm_usage,
         "failed_runs": len(failed_runs),
         "runs_with_foreign_bpf_programs": len(foreign_runs),
         "runs_with_other_load": len(busy_runs),
@@ -603,6 +895,7 @@ def cmd_summarize(args):
         ("Execs per run", ", ".join("P=%s: %s" % (k, v) for k, v in (m.get("execs") or {}).items())),
         ("Rounds", "%s (configuration order rotated every round)" % m.get("rounds")),
         ("Agent", "%s (`%s`)" % (m.get("agent_version") or "n/a", m.get("agent_cmd") or "not run")),
+        ("agent+rules", rules_desc(rules_meta)),
         ("bpftrace", "%s: `%s` > /dev/null" % (m.get("bpftrace_version") or "n/a", m.get("bpftrace_prog"))),
         ("Load average at start / end", "%s / %s" % (m.get("loadavg_start"), m.get("loadavg_end"))),
         ("Duration", "%s s" % m.get("duration_seconds")),
@@ -630,6 +923,7 @@ def cmd_summarize(args):
                      zl["result"], zl["parallel"], fmt_rate(zl["median_execs_per_second"]),
                      fmt_rate(zl["peak_execs_per_second"]), zl["lost_at_highest_rate"], zl["runs_with_status"],
                      zl["lost_all_agent_runs"]))
+    L.extend(rules_target_lines(targets["rules_overhead"], max_overhead))
     if busy_runs:
         L.append("- Warning: during %d of %d runs, other processes used more than %g%% of one core "
                  "(up to %.0f%%; column Others under Runs); those runs are slowed by others, not by the tools." % (
@@ -665,7 +959,10 @@ def cmd_summarize(args):
             t.get("cpu_us_per_exec_median", "n/a"),
             "-" if is_base else ("n/a" if t.get("cpu_per_exec_vs_baseline_pct") is None else "%+.1f%%" % t["cpu_per_exec_vs_baseline_pct"])))
     L.append("")
-    if agent_rows:
+    if rules_cmp:
+        L.extend(rules_table_lines(rules_cmp, rules_meta))
+    acc_rows = [t for t in table if t["config"] in ("agent", "agent+rules") and t["runs"]]
+    if acc_rows:
         L.append("## Agent event accounting")
         L.append("")
         L.append("Deltas of the agent's `vigil status` counters across each run, summed over the rounds. "
@@ -673,11 +970,11 @@ def cmd_summarize(args):
                  "Losses count all event types (exec, exit, fork). "
                  "Unaccounted = expected - exec events seen - exec losses, when positive (an exec neither seen nor counted as lost).")
         L.append("")
-        L.append("| Spawners | Expected execs | Exec events seen | Lost in kernel | Agent queue drops | Malformed | Client drops | Unaccounted |")
-        L.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for t in agent_rows:
-            L.append("| %d | %s | %s | %s | %s | %s | %s | %s |" % (
-                t["parallel"], t.get("expected_execs", "n/a"), t.get("seen_exec", "n/a"), t.get("lost_kernel", "n/a"),
+        L.append("| Spawners | Config | Expected execs | Exec events seen | Lost in kernel | Agent queue drops | Malformed | Client drops | Unaccounted |")
+        L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        for t in acc_rows:
+            L.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                t["parallel"], t["config"], t.get("expected_execs", "n/a"), t.get("seen_exec", "n/a"), t.get("lost_kernel", "n/a"),
                 t.get("agent_queue_dropped", "n/a"),
                 t.get("malformed", "n/a"), t.get("client_events_dropped", "n/a"), t.get("unaccounted_execs", "n/a")))
         L.append("")
@@ -689,13 +986,16 @@ def cmd_summarize(args):
     L.append("| Process | Phase | CPU (median) | CPU (max) | RSS | Peak RSS |")
     L.append("|---|---|---:|---:|---:|---:|")
     mib = lambda kb: "n/a" if kb is None else "%.1f" % (kb / 1024.0)
-    if idle:
-        L.append("| vigil-agent | idle, %.0f s | %s | | %s | %s |" % (
-            idle["wall_seconds"], pct(idle["cpu_percent_of_one_core"]), mib(idle["rss_kb"]), mib(idle["hwm_kb"])))
+    rules_proc = "vigil-agent, %s rules" % rules_meta.get("rules", "n/a")
+    proc_name = {"agent": "vigil-agent", "agent+rules": rules_proc, "bpftrace": "bpftrace"}
+    for name, u in (("vigil-agent", idle), (rules_proc, idle_rules)):
+        if u:
+            L.append("| %s | idle, %.0f s | %s | | %s | %s |" % (
+                name, u["wall_seconds"], pct(u["cpu_percent_of_one_core"]), mib(u["rss_kb"]), mib(u["hwm_kb"])))
     for t in table:
-        if t["config"] in ("agent", "bpftrace") and t.get("tool_cpu_percent_median") is not None:
+        if t["config"] in proc_name and t.get("tool_cpu_percent_median") is not None:
             L.append("| %s | storm, %d spawner%s | %s | %s | %s | %s |" % (
-                "vigil-agent" if t["config"] == "agent" else "bpftrace", t["parallel"], "s" if t["parallel"] > 1 else "",
+                proc_name[t["config"]], t["parallel"], "s" if t["parallel"] > 1 else "",
                 pct(t["tool_cpu_percent_median"]), pct(t["tool_cpu_percent_max"]), mib(t["tool_rss_kb_max"]), mib(t["tool_hwm_kb_max"])))
     L.append("")
     bpf_rows = [t for t in table if t.get("bpf_programs")]
@@ -779,6 +1079,12 @@ def main():
         print("" if v is None else v)
     elif cmd == "summarize":
         cmd_summarize(args)
+    elif cmd == "policy-yaml":
+        cmd_policy_yaml(*args)
+    elif cmd == "policy-check":
+        cmd_policy_check(*args)
+    elif cmd == "policy-count":
+        cmd_policy_count(args[0])
     else:
         sys.exit("unknown helper command " + cmd)
 
@@ -864,10 +1170,10 @@ storm_run() {
   local out=$WORK/storm-$RUN_INDEX.json sb="" sa="" pb="" pa="" tool_pid=""
   RUN_INDEX=$((RUN_INDEX + 1))
   case "$config" in
-    agent) tool_pid=$AGENT_PID ;;
+    agent | agent+rules) tool_pid=$AGENT_PID ;;
     bpftrace) tool_pid=$BPFTRACE_PID ;;
   esac
-  if [[ "$config" == agent ]]; then
+  if [[ "$config" == agent* ]]; then
     sb=$WORK/status-before-$RUN_INDEX.json
     agent_counters "$sb" || sb=""
   fi
@@ -900,7 +1206,7 @@ storm_run() {
     log "warning: vigil_exec_storm failed (exit $rc), run dropped"
     return 0
   fi
-  if [[ "$config" == agent ]]; then
+  if [[ "$config" == agent* ]]; then
     sleep 0.5 # let the agent drain what is still in the ring buffer
     sa=$WORK/status-after-$RUN_INDEX.json
     agent_counters "$sa" || sa=""
@@ -921,7 +1227,7 @@ storm_run() {
   other=$(tail -n1 "$RUNS" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin).get("other_cpu_percent"))')
   lost+="  [others ${other}% of a core]"
   [[ -n "$foreign" && "$foreign" != 0 ]] && lost+=" (warning: $foreign foreign tracing BPF programs loaded)"
-  log "round $round  P=$p  $(printf '%-8s' "$config")  $rate execs/s${lost}"
+  log "round $round  P=$p  $(printf '%-11s' "$config")  $rate execs/s${lost}"
 }
 
 AGENT_SKIP_REASON=""
@@ -929,10 +1235,26 @@ AGENT_VERSION=""
 AGENT_CMD=""
 IDLE_JSON=$WORK/idle.json
 IDLE_DONE=0
+IDLE_RULES_JSON=$WORK/idle-rules.json
+IDLE_RULES_DONE=0
 OUR_PIDS=""
+# agent+rules: the generated policy, why the configuration is skipped (if it is), per-round
+# records of the applied policy, and whether an apply has worked at least once.
+POLICY_FILE=$WORK/$POLICY_NAME.yaml
+POLICY_KINDS="{}"
+RULES_SKIP_REASON=""
+RULES_ROUNDS=$WORK/rules-rounds.jsonl
+RULES_APPLIED=0
+APPLY_ERROR=""
+APPLY_MS=""
+# An empty policy directory, so that the agent configuration runs with no policy whatever the
+# machine has in the agent's default directory (only if the agent has --policy-dir).
+POLICY_DIR_ARGS=()
+
+vigil_cli() { "$CLI" --server "unix://$SOCK" "$@"; }
 
 start_agent() {
-  local -a args=(--api "unix://$SOCK")
+  local -a args=(--api "unix://$SOCK" "${POLICY_DIR_ARGS[@]}")
   [[ -n "$EVENT_RING_SIZE" ]] && args+=(--event-ring-size "$EVENT_RING_SIZE")
   # shellcheck disable=SC2206
   [[ -n "$AGENT_EXTRA_ARGS" ]] && args+=($AGENT_EXTRA_ARGS)
@@ -963,7 +1285,7 @@ start_agent() {
   return 1
 }
 
-measure_idle() {
+measure_idle() { # $1: output file, $2: what is measured (for the log)
   ((IDLE_SECONDS > 0)) || return 0
   sleep 1 # let start-up work (procfs scan, first status) settle
   local pb pa t0 t1
@@ -973,8 +1295,60 @@ measure_idle() {
   pa=$(proc_sample "$AGENT_PID") || return 0
   t1=$EPOCHREALTIME
   helper idle proc_before="$pb" proc_after="$pa" clk_tck="$CLK_TCK" \
-    wall="$("$PYTHON" -c "print(${t1/,/.} - ${t0/,/.})")" >"$IDLE_JSON"
-  log "agent idle: $(cat "$IDLE_JSON")"
+    wall="$("$PYTHON" -c "print(${t1/,/.} - ${t0/,/.})")" >"$1"
+  log "$2 idle: $(cat "$1")"
+}
+
+# Applies the generated policy to the running agent and checks with `vigil policy list` that
+# all its rules are enforcing. Sets APPLY_MS, or APPLY_ERROR on failure.
+apply_rules() {
+  local t0=$EPOCHREALTIME t1 check
+  APPLY_ERROR=""
+  APPLY_MS=""
+  if ! vigil_cli policy apply -f "$POLICY_FILE" >"$WORK/apply.out" 2>&1; then
+    APPLY_ERROR="\`vigil policy apply\` failed: $(head -c 400 "$WORK/apply.out" | tr '\n' ' ' | sed 's/ *$//')"
+    return 1
+  fi
+  t1=$EPOCHREALTIME
+  APPLY_MS=$("$PYTHON" -c "print(round(1000 * (${t1/,/.} - ${t0/,/.})))")
+  if ! vigil_cli policy list -o json >"$WORK/policy-list.json" 2>"$WORK/policy-list.err"; then
+    APPLY_ERROR="\`vigil policy list\` failed after the apply: $(head -c 400 "$WORK/policy-list.err" | tr '\n' ' ')"
+    return 1
+  fi
+  if ! check=$(helper policy-check "$WORK/policy-list.json" "$POLICY_NAME" "$RULES" 2>&1); then
+    APPLY_ERROR="applied, but \`vigil policy list\` disagrees: $check"
+    return 1
+  fi
+  log "applied $RULES rules in ${APPLY_MS} ms (vigil policy apply); policy list: $check"
+  return 0
+}
+
+# After the runs of a round: the policy must still be there, and its rules' hit counts tell
+# whether anything matched. Appends one line to RULES_ROUNDS.
+rules_after_round() { # $1: round
+  local check=""
+  if vigil_cli policy list -o json >"$WORK/policy-list.json" 2>/dev/null; then
+    check=$(helper policy-check "$WORK/policy-list.json" "$POLICY_NAME" "$RULES" 2>&1) || {
+      log "warning: after the runs: $check"
+      NOTES+=("Round $1: after the agent+rules runs the policy was no longer as applied: $check")
+      check=""
+    }
+  fi
+  "$PYTHON" -c 'import json,sys; after=json.loads(sys.argv[3]) if sys.argv[3] else None
+print(json.dumps({"round": int(sys.argv[1]), "apply_ms": int(sys.argv[2]), "after": after}))' \
+    "$1" "${APPLY_MS:-0}" "$check" >>"$RULES_ROUNDS"
+}
+
+# agent config: there must be no policy at all. Counts the rules the agent reports, if it can
+# (an agent without the policy API has none).
+check_no_rules() { # $1: round
+  local n
+  vigil_cli policy list -o json >"$WORK/policy-list-agent.json" 2>/dev/null || return 0
+  n=$(helper policy-count "$WORK/policy-list-agent.json") || return 0
+  if ((n > 0)); then
+    log "warning: the agent configuration has $n policy rules loaded"
+    NOTES+=("Round $1: the agent configuration (meant to run without policy) had $n policy rules loaded.")
+  fi
 }
 
 start_bpftrace() {
@@ -1021,25 +1395,57 @@ fi
 HAVE_BPFTOOL=0
 command -v bpftool >/dev/null && HAVE_BPFTOOL=1
 
+has_config() { [[ " $CONFIGS " == *" $1 "* ]]; }
+drop_config() {
+  local c kept=""
+  for c in $CONFIGS; do [[ "$c" == "$1" ]] || kept+="$c "; done
+  CONFIGS=$kept
+}
+
 NOTES=()
-if [[ " $CONFIGS " == *" agent "* ]]; then
+if has_config agent || has_config agent+rules; then
   if [[ ! -x "$AGENT" ]]; then
     AGENT_SKIP_REASON="agent binary $AGENT not found (build it first)"
   elif [[ ! -x "$CLI" ]]; then
     AGENT_SKIP_REASON="CLI $CLI not found (needed to read agent status)"
   fi
   if [[ -n "$AGENT_SKIP_REASON" ]]; then
-    log "SKIPPING the agent configuration: $AGENT_SKIP_REASON"
-    NOTES+=("Agent configuration skipped: $AGENT_SKIP_REASON.")
-    CONFIGS=${CONFIGS//agent/}
+    log "SKIPPING the agent configurations: $AGENT_SKIP_REASON"
+    NOTES+=("Agent configurations skipped: $AGENT_SKIP_REASON.")
+    has_config agent+rules && RULES_SKIP_REASON=$AGENT_SKIP_REASON
+    drop_config agent
+    drop_config agent+rules
+  elif "$AGENT" --help 2>&1 | grep -q -- '--policy-dir'; then
+    mkdir -p "$WORK/no-policies"
+    POLICY_DIR_ARGS=(--policy-dir "$WORK/no-policies")
   fi
 fi
-if [[ " $CONFIGS " == *" bpftrace "* ]] && ! command -v bpftrace >/dev/null; then
+if has_config agent+rules; then
+  # The policy is generated here and checked offline first; the agent's own answer comes when
+  # the configuration first runs (an agent without the policy API makes it skip, not fail).
+  if ! "$CLI" policy --help >/dev/null 2>&1; then
+    RULES_SKIP_REASON="the CLI has no \`vigil policy\` command"
+  elif ! POLICY_KINDS=$(helper policy-yaml "$RULES" "$POLICY_FILE" "$POLICY_NAME" /bin/true); then
+    RULES_SKIP_REASON="cannot generate the policy"
+    POLICY_KINDS="{}"
+  elif ! "$CLI" policy validate -f "$POLICY_FILE" >"$WORK/validate.out" 2>&1; then
+    RULES_SKIP_REASON="the generated policy does not validate: $(head -c 400 "$WORK/validate.out" | tr '\n' ' ')"
+  fi
+  if [[ -n "$RULES_SKIP_REASON" ]]; then
+    log "SKIPPING the agent+rules configuration: $RULES_SKIP_REASON"
+    drop_config agent+rules
+  else
+    log "policy $POLICY_NAME: $RULES exec rules, none matching the storm: $POLICY_KINDS"
+  fi
+fi
+if has_config bpftrace && ! command -v bpftrace >/dev/null; then
   log "SKIPPING the bpftrace configuration: bpftrace not installed"
   NOTES+=("bpftrace configuration skipped: bpftrace not installed.")
-  CONFIGS=${CONFIGS//bpftrace/}
+  drop_config bpftrace
 fi
 read -ra CONFIG_LIST <<<"$CONFIGS"
+RULES_REQUESTED=0
+[[ " ${BENCH_CONFIGS:-agent+rules} " == *" agent+rules "* ]] && RULES_REQUESTED=1
 
 if ! mountpoint -q "$TRACEFS"; then
   mount -t tracefs nodev "$TRACEFS" || die "cannot mount tracefs on $TRACEFS"
@@ -1119,9 +1525,35 @@ for ((round = 1; round <= ROUNDS; round++)); do
           NOTES+=("Round $round: the agent failed to start; its runs are missing.")
           continue
         fi
+        check_no_rules "$round"
         if ((!IDLE_DONE)); then
-          measure_idle
+          measure_idle "$IDLE_JSON" agent
           IDLE_DONE=1
+        fi
+        ;;
+      agent+rules)
+        # Skipped for good once an apply fails before any has worked (no policy API yet).
+        [[ -z "$RULES_SKIP_REASON" ]] || continue
+        if ! start_agent; then
+          log "round $round: agent failed to start, skipping the agent+rules runs"
+          NOTES+=("Round $round: the agent failed to start for agent+rules; its runs are missing.")
+          continue
+        fi
+        if ! apply_rules; then
+          stop_agent
+          if ((RULES_APPLIED)); then
+            log "round $round: $APPLY_ERROR; skipping the agent+rules runs"
+            NOTES+=("Round $round: $APPLY_ERROR; the agent+rules runs are missing.")
+          else
+            RULES_SKIP_REASON=$APPLY_ERROR
+            log "SKIPPING the agent+rules configuration: $APPLY_ERROR"
+          fi
+          continue
+        fi
+        RULES_APPLIED=$((RULES_APPLIED + 1))
+        if ((!IDLE_RULES_DONE)); then
+          measure_idle "$IDLE_RULES_JSON" "agent with $RULES rules"
+          IDLE_RULES_DONE=1
         fi
         ;;
       bpftrace)
@@ -1136,6 +1568,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
     case "$config" in
       agent) stop_agent ;;
+      agent+rules)
+        rules_after_round "$round"
+        stop_agent
+        ;;
       bpftrace) stop_bpftrace ;;
     esac
   done
@@ -1194,8 +1630,24 @@ meta = {
 json.dump(meta, open(sys.argv[1], "w"), indent=1)
 PY
 
+# The agent+rules policy: what it holds, why it did not run (if so), each round's apply.
+RULES_META=$WORK/rules-meta.json
+rules_skip=$RULES_SKIP_REASON
+((RULES_REQUESTED)) || rules_skip="agent+rules not in BENCH_CONFIGS"
+"$PYTHON" - "$RULES_META" "$RULES" "$POLICY_NAME" "$POLICY_KINDS" "$rules_skip" "$RULES_ROUNDS" "${POLICY_DIR_ARGS[*]+set}" <<'PY'
+import json, os, sys
+out, n, name, kinds, skip, rounds_path, policy_dir = sys.argv[1:8]
+rounds = []
+if os.path.exists(rounds_path):
+    with open(rounds_path) as f:
+        rounds = [json.loads(l) for l in f if l.strip()]
+json.dump({"rules": int(n), "policy_name": name, "kinds": json.loads(kinds or "{}"), "skipped": skip or None,
+           "applied_rounds": rounds, "agent_policy_dir_isolated": bool(policy_dir)}, open(out, "w"), indent=1)
+PY
+
 mkdir -p "$RESULTS_DIR"
-helper summarize meta="$META" runs="$RUNS" idle="$IDLE_JSON" leftover="$WORK/leftover.json" \
+helper summarize meta="$META" runs="$RUNS" idle="$IDLE_JSON" idle_rules="$IDLE_RULES_JSON" rules="$RULES_META" \
+  leftover="$WORK/leftover.json" \
   out_json="$RESULTS_DIR/exec_storm.json.tmp" out_md="$RESULTS_DIR/exec_storm.md.tmp" max_overhead_pct=3 busy_pct="$QUIET_PCT" ||
   die "summary failed"
 mv "$RESULTS_DIR/exec_storm.json.tmp" "$RESULTS_DIR/exec_storm.json"

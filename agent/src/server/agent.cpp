@@ -1,6 +1,8 @@
 #include "server/agent.hpp"
 
 #include <sys/utsname.h>
+
+#include <filesystem>
 #include <unistd.h>
 
 #include <vigil/policy.h>
@@ -126,6 +128,11 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
       policy::hostResolver(), [self](const policy::CompiledRules& rules, const std::vector<uint32_t>& fresh) {
         return self->skel_->applyExecRules(rules, fresh);
       });
+  std::error_code dirError;
+  if (!std::filesystem::is_directory(cfg.policyDir, dirError)) {
+    log::info("policy directory " + cfg.policyDir +
+              " does not exist (yet): no file policies; it is watched and read once it appears");
+  }
   agent->policies_->syncDirectory(cfg.policyDir);
   for (const auto& p : agent->policies_->list()) {
     if (p.error.empty()) {
