@@ -2,6 +2,7 @@
 // prefix and cgroup closure, unresolvable values, and slot bookkeeping. Files and cgroups are
 // resolved through a fake host, so no kernel and no real files are involved.
 
+#include "fake_host.hpp"
 #include "policy/exec_rules.hpp"
 
 #include <gtest/gtest.h>
@@ -20,22 +21,7 @@ namespace {
 
 constexpr const char* kFile = "exec.yaml";
 
-// The files and cgroups a node has, by path.
-struct FakeHost {
-  std::map<std::string, FileId> files;
-  std::map<std::string, uint64_t> cgroups;
-
-  Resolver resolver() const {
-    return Resolver{[this](const std::string& path) -> std::optional<FileId> {
-                      auto it = files.find(path);
-                      if (it == files.end()) return std::nullopt;
-                      return it->second;
-                    },
-                    [this](const std::string& path) -> std::optional<uint64_t> {
-                      auto it = cgroups.find(path);
-                      if (it == cgroups.end()) return std::nullopt;
-                      return it->second;
-                    }};
+using testing::FakeHost;
   }
 };
 

@@ -3,6 +3,7 @@
 // is a fake apply function that records what it was given; files and cgroups are resolved
 // through a fake host.
 
+#include "fake_host.hpp"
 #include "policy/policy_store.hpp"
 
 #include <gtest/gtest.h>
@@ -26,21 +27,7 @@ namespace fs = std::filesystem;
 constexpr FileId kSh{8, 100};
 constexpr FileId kNginx{8, 200};
 
-struct FakeHost {
-  std::map<std::string, FileId> files;
-  std::map<std::string, uint64_t> cgroups;
-
-  Resolver resolver() const {
-    return Resolver{[this](const std::string& path) -> std::optional<FileId> {
-                      auto it = files.find(path);
-                      if (it == files.end()) return std::nullopt;
-                      return it->second;
-                    },
-                    [this](const std::string& path) -> std::optional<uint64_t> {
-                      auto it = cgroups.find(path);
-                      if (it == cgroups.end()) return std::nullopt;
-                      return it->second;
-                    }};
+using testing::FakeHost;
   }
 };
 
