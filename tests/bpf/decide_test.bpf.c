@@ -7,6 +7,7 @@
 #include "vigil_bpf/common.bpf.h"
 #include "vigil_bpf/decide.bpf.h"
 #include "vigil_bpf/path.bpf.h"
+#include "vigil_bpf/policy.bpf.h"
 
 #include "decide_test_abi.h"
 
@@ -26,6 +27,13 @@ SEC("syscall")
 int vigil_test_group_dead(struct vigil_test_group_dead_ctx *ctx)
 {
 	ctx->dead = decide__group_dead(ctx->live_threads);
+	return 0;
+}
+
+SEC("syscall")
+int vigil_test_lowest_bit(struct vigil_test_lowest_bit_ctx *ctx)
+{
+	ctx->bit = policy__lowest_bit(ctx->word);
 	return 0;
 }
 

@@ -74,6 +74,14 @@ class DecideTest : public ::testing::Test {
     return ctx.dead;
   }
 
+  std::uint32_t lowestBit(std::uint64_t word) {
+    vigil_test_lowest_bit_ctx ctx{};
+    ctx.word = word;
+    ctx.bit = kOutSentinel;
+    run(skel_->progs.vigil_test_lowest_bit, ctx);
+    return ctx.bit;
+  }
+
   std::uint32_t isNewProcess(std::uint32_t pid, std::uint32_t tgid) {
     vigil_test_new_process_ctx ctx{};
     ctx.child_pid = pid;
@@ -170,6 +178,18 @@ TEST_F(DecideTest, GroupDeadOnlyWhenNoThreadIsLive) {
   EXPECT_EQ(groupDead(-1), 1u);
   EXPECT_EQ(groupDead(2), 0u);
   EXPECT_EQ(groupDead(INT32_MIN), 1u);
+}
+
+// ---- policy__lowest_bit: which rule of a matching bitmap word decides ----
+
+TEST_F(DecideTest, LowestBitOfEveryPositionAndMixedWords) {
+  for (std::uint32_t i = 0; i < 64; i++) {
+    EXPECT_EQ(lowestBit(1ULL << i), i) << "single bit " << i;
+    EXPECT_EQ(lowestBit(~0ULL << i), i) << "all bits from " << i;
+  }
+  EXPECT_EQ(lowestBit(0x8000000000000001ULL), 0u);
+  EXPECT_EQ(lowestBit(0xa0ULL), 5u);
+  EXPECT_EQ(lowestBit(0x0000000100000000ULL | (1ULL << 40)), 32u);
 }
 
 // ---- decide__is_new_process ----

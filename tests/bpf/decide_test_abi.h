@@ -25,6 +25,14 @@ struct vigil_test_group_dead_ctx {
 };
 VIGIL_ABI_ASSERT(sizeof(struct vigil_test_group_dead_ctx) == 8, "group_dead ctx");
 
+/* policy__lowest_bit(word): the rule slot a matching word picks */
+struct vigil_test_lowest_bit_ctx {
+	__u64 word; /* in, non-zero */
+	__u32 bit;  /* out */
+	__u32 pad;
+};
+VIGIL_ABI_ASSERT(sizeof(struct vigil_test_lowest_bit_ctx) == 16, "lowest_bit ctx");
+
 /* decide__is_new_process(child_pid, child_tgid) */
 struct vigil_test_new_process_ctx {
 	__u32 child_pid;  /* in */
