@@ -22,8 +22,6 @@ namespace {
 constexpr const char* kFile = "exec.yaml";
 
 using testing::FakeHost;
-  }
-};
 
 constexpr FileId kSh{8, 100};
 constexpr FileId kBash{8, 101};

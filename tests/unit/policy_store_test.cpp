@@ -28,8 +28,6 @@ constexpr FileId kSh{8, 100};
 constexpr FileId kNginx{8, 200};
 
 using testing::FakeHost;
-  }
-};
 
 // Records every rule set put into force; fails while `fail` is set.
 struct FakeKernel {
