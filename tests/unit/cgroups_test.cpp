@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/mountinfo.hpp"
 #include "events/cgroups.hpp"
 
 namespace vigil::events {
@@ -18,15 +19,15 @@ TEST(Cgroups, FindsCgroup2MountOnHybridAndPureHosts) {
            "32 30 0:27 / /sys/fs/cgroup/unified rw shared:10 - cgroup2 cgroup2 rw,nsdelegate\n"
            "33 30 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
   }
-  EXPECT_EQ(findCgroup2Mount(path.string()), "/sys/fs/cgroup/unified");
+  EXPECT_EQ(vigil::findCgroup2Mount(path.string()), "/sys/fs/cgroup/unified");
   {
     std::ofstream(path) << "30 25 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw\n";
   }
-  EXPECT_EQ(findCgroup2Mount(path.string()), "/sys/fs/cgroup");
+  EXPECT_EQ(vigil::findCgroup2Mount(path.string()), "/sys/fs/cgroup");
   {
     std::ofstream(path) << "25 1 0:23 / /sys rw - sysfs sysfs rw\n";
   }
-  EXPECT_FALSE(findCgroup2Mount(path.string()));
+  EXPECT_FALSE(vigil::findCgroup2Mount(path.string()));
   std::filesystem::remove(path);
 }
 

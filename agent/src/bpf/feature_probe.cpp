@@ -12,7 +12,6 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/mountinfo.hpp"
-#include "events/cgroups.hpp"
 #include "vigil_probe.skel.h"
 
 namespace vigil::bpf {
@@ -156,7 +155,7 @@ std::vector<Capability> probeKernel() {
     }
   }
 
-  auto cg = events::findCgroup2Mount("/proc/self/mountinfo");
+  auto cg = findCgroup2Mount("/proc/self/mountinfo");
   caps.push_back({"cgroup_v2", cg.has_value(),
                   cg ? "mounted at " + *cg : "no cgroup2 mount in /proc/self/mountinfo"});
   auto bpffs = mountOf("bpf");

@@ -23,4 +23,12 @@ std::vector<Mount> readMountInfo(const std::string& path) {
   return mounts;
 }
 
+std::optional<std::string> findCgroup2Mount(const std::string& mountinfoPath) {
+  for (const Mount& m : readMountInfo(mountinfoPath)) {
+    // root "/" is the hierarchy itself, not a bind mount of a sub-tree
+    if (m.fsType == "cgroup2" && m.root == "/") return m.mountPoint;
+  }
+  return std::nullopt;
+}
+
 }  // namespace vigil

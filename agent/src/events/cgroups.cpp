@@ -1,6 +1,5 @@
 #include "events/cgroups.hpp"
 
-#include "common/mountinfo.hpp"
 
 #include <sys/stat.h>
 
@@ -13,14 +12,6 @@ namespace fs = std::filesystem;
 namespace {
 constexpr size_t kMaxCachedCgroups = 65536;
 }  // namespace
-
-std::optional<std::string> findCgroup2Mount(const std::string& mountinfoPath) {
-  for (const Mount& m : readMountInfo(mountinfoPath)) {
-    // root "/" is the hierarchy itself, not a bind mount of a sub-tree
-    if (m.fsType == "cgroup2" && m.root == "/") return m.mountPoint;
-  }
-  return std::nullopt;
-}
 
 CgroupPaths::CgroupPaths(std::string mountPoint, std::string procRoot)
     : mountPoint_(std::move(mountPoint)), procRoot_(std::move(procRoot)) {}

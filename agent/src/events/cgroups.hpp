@@ -12,10 +12,6 @@
 
 namespace vigil::events {
 
-// Where cgroup2 is mounted, from a mountinfo file (/proc/self/mountinfo). On a hybrid host it
-// is usually /sys/fs/cgroup/unified, on a pure v2 host /sys/fs/cgroup.
-std::optional<std::string> findCgroup2Mount(const std::string& mountinfoPath);
-
 class CgroupPaths {
  public:
   // An empty mountPoint disables resolution (every path is "").

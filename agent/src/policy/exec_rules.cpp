@@ -35,13 +35,7 @@ std::optional<FileId> statFile(const std::string& path) {
 }
 
 Resolver hostResolver() {
-  std::string cgroupRoot;
-  for (const Mount& m : readMountInfo("/proc/self/mountinfo")) {
-    if (m.fsType == "cgroup2" && m.root == "/") {
-      cgroupRoot = m.mountPoint;
-      break;
-    }
-  }
+  std::string cgroupRoot = findCgroup2Mount("/proc/self/mountinfo").value_or("");
   return Resolver{
       [](const std::string& path) { return statFile(path); },
       [cgroupRoot](const std::string& path) -> std::optional<uint64_t> {

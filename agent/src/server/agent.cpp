@@ -10,6 +10,7 @@
 #include <vigil/stats.h>
 
 #include "common/log.hpp"
+#include "common/mountinfo.hpp"
 #include "events/records.hpp"
 
 #ifndef VIGIL_VERSION
@@ -94,7 +95,7 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   if (!has("tp_btf"))
     return Error(ENOTSUP, "this kernel refuses tp_btf programs, which process events need");
 
-  auto cgMount = events::findCgroup2Mount(cfg.procRoot + "/self/mountinfo");
+  auto cgMount = findCgroup2Mount(cfg.procRoot + "/self/mountinfo");
   if (!cgMount) log::warn("no cgroup2 mount found: events will carry cgroup ids without paths");
   agent->cgroups_ = std::make_unique<events::CgroupPaths>(cgMount.value_or(""), cfg.procRoot);
   agent->tracker_ = std::make_unique<events::ProcessTracker>(
