@@ -185,6 +185,26 @@ TEST_F(TrackerTest, ScriptIsMadeAbsoluteAgainstCwd) {
   EXPECT_EQ(ev->exec().process().binary(), "/usr/bin/dash");
 }
 
+TEST_F(TrackerTest, PolicyEventCarriesTheExecContext) {
+  tracker.onRecord(exec(600, 1, "/bin/bash", 1000));
+  ExecRecord r = exec(601, 600, "/tmp/evil", 2000);
+  r.verdict = 2;  // VIGIL_VERDICT_KILL
+  auto execEv = tracker.onRecord(r);
+  ASSERT_TRUE(execEv);
+  auto ev = tracker.policyEventFor(r, *execEv);
+  ASSERT_EQ(ev->type(), v1::EVENT_TYPE_POLICY);
+  EXPECT_EQ(ev->policy().action(), "kill");
+  EXPECT_EQ(ev->policy().mechanism(), "sigkill");
+  EXPECT_EQ(ev->policy().process().exec_id(), execEv->exec().process().exec_id());
+  EXPECT_EQ(ev->policy().process().binary(), "/tmp/evil");
+  ASSERT_EQ(ev->ancestors_size(), 1);
+  EXPECT_EQ(ev->ancestors(0).binary(), "/bin/bash");
+  r.verdict = 1;  // VIGIL_VERDICT_AUDIT
+  auto audit = tracker.policyEventFor(r, *execEv);
+  EXPECT_EQ(audit->policy().action(), "audit");
+  EXPECT_TRUE(audit->policy().mechanism().empty());
+}
+
 TEST(TrackerSeed, ReadsAFakeProcTree) {
   namespace fs = std::filesystem;
   fs::path root = fs::temp_directory_path() / ("vigil-proc-" + std::to_string(getpid()));

@@ -1,5 +1,7 @@
 #include "events/process_tracker.hpp"
 
+#include <vigil/policy.h>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -155,6 +157,21 @@ std::shared_ptr<v1::Event> ProcessTracker::onExit(const ExitRecord& r) {
   exit->set_signal(r.signal());
   exit->set_core_dumped(r.coreDumped());
   if (r.ktimeNs > r.procStartNs) *exit->mutable_lifetime() = durationNs(r.ktimeNs - r.procStartNs);
+  return ev;
+}
+
+std::shared_ptr<v1::Event> ProcessTracker::policyEventFor(const ExecRecord& rec,
+                                                          const v1::Event& exec) const {
+  auto ev = makeEvent();
+  *ev->mutable_time() = exec.time();
+  ev->set_node_name(exec.node_name());
+  ev->set_type(v1::EVENT_TYPE_POLICY);
+  *ev->mutable_ancestors() = exec.ancestors();
+  v1::PolicyEvent* p = ev->mutable_policy();
+  *p->mutable_process() = exec.exec().process();
+  bool kill = rec.verdict == VIGIL_VERDICT_KILL;
+  p->set_action(kill ? "kill" : "audit");
+  if (kill) p->set_mechanism("sigkill");
   return ev;
 }
 

@@ -33,6 +33,10 @@ class ProcessTracker {
   // table.
   std::shared_ptr<v1::Event> onRecord(const Record& record);
 
+  // The policy event for an exec the kernel matched against a rule (rec.verdict set), built
+  // from its exec event; the caller names the policy and rule.
+  std::shared_ptr<v1::Event> policyEventFor(const ExecRecord& rec, const v1::Event& exec) const;
+
   // Seeds the table with the processes alive now, from procRoot (normally /proc). Returns how
   // many were added.
   size_t seedFromProc(const std::string& procRoot);

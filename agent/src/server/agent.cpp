@@ -239,16 +239,16 @@ void Agent::processLoop() {
       seen_[type]++;
       auto made = tracker_->onRecord(*record);
       if (!made) continue;
+      std::shared_ptr<v1::Event> policy;
       if (auto* denied = std::get_if<events::DeniedRecord>(&record.value())) {
-        if (auto rule = policies_->ruleOf(denied->ruleSlot)) {
-          made->mutable_policy()->set_policy(rule->policy);
-          made->mutable_policy()->set_rule(rule->rule);
-        }
+        nameRule(made->mutable_policy(), denied->ruleSlot);
+      } else if (auto* exec = std::get_if<events::ExecRecord>(&record.value());
+                 exec && exec->verdict != VIGIL_VERDICT_NONE) {
+        policy = tracker_->policyEventFor(*exec, *made);
+        nameRule(policy->mutable_policy(), exec->ruleSlot);
       }
-      EventPtr ev = std::move(made);
-      hub_.publish(ev);
-      auto* exec = std::get_if<events::ExecRecord>(&record.value());
-      if (exec && exec->verdict != VIGIL_VERDICT_NONE) publishPolicyEvent(*exec, *ev);
+      hub_.publish(EventPtr(std::move(made)));
+      if (policy) hub_.publish(EventPtr(std::move(policy)));
     }
     {
       std::lock_guard lock(queueMutex_);
@@ -291,23 +291,13 @@ void Agent::policyLoop() {
   }
 }
 
-void Agent::publishPolicyEvent(const events::ExecRecord& rec, const v1::Event& exec) {
-  auto ev = events::makeEvent();
-  *ev->mutable_time() = exec.time();
-  ev->set_node_name(exec.node_name());
-  ev->set_type(v1::EVENT_TYPE_POLICY);
-  *ev->mutable_ancestors() = exec.ancestors();
-  v1::PolicyEvent* p = ev->mutable_policy();
-  *p->mutable_process() = exec.exec().process();
-  if (auto rule = policies_->ruleOf(rec.ruleSlot)) {
-    p->set_policy(rule->policy);
-    p->set_rule(rule->rule);
+void Agent::nameRule(v1::PolicyEvent* event, uint32_t slot) const {
+  if (auto rule = policies_->ruleOf(slot)) {
+    event->set_policy(rule->policy);
+    event->set_rule(rule->rule);
   } else {
-    p->set_rule("slot " + std::to_string(rec.ruleSlot) + " (rule since removed)");
+    event->set_rule("slot " + std::to_string(slot) + " (rule since removed)");
   }
-  p->set_action(rec.verdict == VIGIL_VERDICT_KILL ? "kill" : "audit");
-  if (rec.verdict == VIGIL_VERDICT_KILL) p->set_mechanism("sigkill");
-  hub_.publish(EventPtr(std::move(ev)));
 }
 
 // Turns new kernel and agent-queue losses into LostEvents on the stream.

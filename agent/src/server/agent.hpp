@@ -52,7 +52,8 @@ class Agent {
   void processLoop();                            // decoder thread
   void reportLosses();
   void policyLoop();                             // policy directory watcher thread
-  void publishPolicyEvent(const events::ExecRecord& rec, const v1::Event& exec);
+  // Fills in the policy and rule a kernel rule slot stands for.
+  void nameRule(v1::PolicyEvent* event, uint32_t slot) const;
 
   // Per record type (enum vigil_record_type), index 0 unused.
   static constexpr size_t kTypes = 5;
