@@ -17,6 +17,7 @@
 
 #include "events/filter.hpp"
 #include "server/agent.hpp"
+#include "test_agent.hpp"
 
 namespace vigil {
 namespace {
@@ -34,25 +35,22 @@ class ExecKillTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (geteuid() != 0) return;
-    dir_ = new fs::path(fs::temp_directory_path() / ("vigil-kill-" + std::to_string(getpid())));
-    fs::remove_all(*dir_);
+    std::string error;
+    env_ = testing::startTestAgent(
+               "vigil-kill", [](server::AgentConfig& cfg) { cfg.policyPollMs = 100; }, &error)
+               .release();
+    ASSERT_NE(env_, nullptr) << error;
+    agent_ = env_->agent.get();
+    dir_ = &env_->dir;
     fs::create_directories(*dir_ / "bin");
     fs::create_directories(*dir_ / "denied");
-    fs::create_directories(*dir_ / "policies");
-    server::AgentConfig cfg;
-    cfg.apiAddress = "unix://" + (*dir_ / "vigil.sock").string();
-    cfg.policyDir = (*dir_ / "policies").string();
-    cfg.policyPollMs = 100;
-    auto agent = server::Agent::start(cfg);
-    ASSERT_TRUE(agent.ok()) << agent.error().message();
-    agent_ = agent.value().release();
   }
 
   static void TearDownTestSuite() {
-    delete agent_;
+    delete env_;
+    env_ = nullptr;
     agent_ = nullptr;
-    if (dir_) fs::remove_all(*dir_);
-    delete dir_;
+    dir_ = nullptr;
   }
 
   void SetUp() override {
@@ -126,6 +124,7 @@ class ExecKillTest : public ::testing::Test {
     return std::nullopt;
   }
 
+  static inline testing::TestAgent* env_ = nullptr;
   static inline server::Agent* agent_ = nullptr;
   static inline fs::path* dir_ = nullptr;
   static inline int counter_ = 0;

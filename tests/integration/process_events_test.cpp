@@ -15,6 +15,7 @@
 
 #include "events/filter.hpp"
 #include "server/agent.hpp"
+#include "test_agent.hpp"
 
 namespace vigil {
 namespace {
@@ -25,23 +26,20 @@ class ProcessEventsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (geteuid() != 0) return;
-    dir_ = new fs::path(fs::temp_directory_path() /
-                        ("vigil-it-" + std::to_string(getpid())));
-    fs::create_directories(*dir_);
-    server::AgentConfig cfg;
-    cfg.apiAddress = "unix://" + (*dir_ / "vigil.sock").string();
-    cfg.nodeName = "test-node";
-    cfg.policyDir = (*dir_ / "policies").string();  // none: this suite only observes
-    auto agent = server::Agent::start(cfg);
-    ASSERT_TRUE(agent.ok()) << agent.error().message();
-    agent_ = agent.value().release();
+    std::string error;
+    // No policies: this suite only observes.
+    env_ = testing::startTestAgent(
+               "vigil-it", [](server::AgentConfig& cfg) { cfg.nodeName = "test-node"; }, &error)
+               .release();
+    ASSERT_NE(env_, nullptr) << error;
+    agent_ = env_->agent.get();
+    dir_ = &env_->dir;
   }
 
   static void TearDownTestSuite() {
-    delete agent_;
+    delete env_;
+    env_ = nullptr;
     agent_ = nullptr;
-    if (dir_) fs::remove_all(*dir_);
-    delete dir_;
     dir_ = nullptr;
   }
 
@@ -98,6 +96,7 @@ class ProcessEventsTest : public ::testing::Test {
   static fs::path dir() { return *dir_; }
   static std::string realTrue() { return fs::canonical("/bin/true").string(); }
 
+  static inline testing::TestAgent* env_ = nullptr;
   static inline server::Agent* agent_ = nullptr;
   static inline fs::path* dir_ = nullptr;
   std::shared_ptr<server::Subscription> sub_;

@@ -1,0 +1,50 @@
+#pragma once
+
+// An agent run inside a privileged test process, with its API socket and policy directory in a
+// temp directory of its own, removed with it.
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "server/agent.hpp"
+
+namespace vigil::testing {
+
+struct TestAgent {
+  std::filesystem::path dir;
+  std::unique_ptr<server::Agent> agent;
+
+  ~TestAgent() {
+    agent.reset();  // detaches its programs before the directory goes
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+// Starts the agent under /tmp/<prefix>-<pid>/; `adjust` may change the config first. On
+// failure returns nullptr and says why in *error.
+inline std::unique_ptr<TestAgent> startTestAgent(
+    const std::string& prefix, const std::function<void(server::AgentConfig&)>& adjust,
+    std::string* error) {
+  auto env = std::make_unique<TestAgent>();
+  env->dir = std::filesystem::temp_directory_path() / (prefix + "-" + std::to_string(getpid()));
+  std::filesystem::remove_all(env->dir);
+  std::filesystem::create_directories(env->dir / "policies");
+  server::AgentConfig cfg;
+  cfg.apiAddress = "unix://" + (env->dir / "vigil.sock").string();
+  cfg.policyDir = (env->dir / "policies").string();
+  if (adjust) adjust(cfg);
+  auto agent = server::Agent::start(cfg);
+  if (!agent) {
+    *error = agent.error().message();
+    return nullptr;
+  }
+  env->agent = std::move(agent.value());
+  return env;
+}
+
+}  // namespace vigil::testing
