@@ -210,6 +210,7 @@ Status Skeleton::applyExecRules(const policy::CompiledRules& rules,
   bool hadOld = rulesActive_ && old != next;
   gen_ = next;
   rulesActive_ = !rules.empty();
+  slotsInUse_ = rules.nwords * 64;
 
   // Wait for every program that may have read the old generation to finish: an update of a
   // map-in-map makes the kernel wait for an RCU grace period.
@@ -228,8 +229,8 @@ Expected<std::vector<uint64_t>> Skeleton::readRuleHits() const {
   int ncpu = libbpf_num_possible_cpus();
   if (ncpu <= 0) return Error(ncpu, "count possible CPUs");
   std::vector<uint64_t> perCpu(static_cast<size_t>(ncpu));
-  std::vector<uint64_t> sums(VIGIL_MAX_EXEC_RULES, 0);
-  for (uint32_t slot = 0; slot < VIGIL_MAX_EXEC_RULES; slot++) {
+  std::vector<uint64_t> sums(slotsInUse_, 0);
+  for (uint32_t slot = 0; slot < slotsInUse_; slot++) {
     int err = bpf_map__lookup_elem(skel_->maps.vigil_rule_hits, &slot, sizeof slot, perCpu.data(),
                                    perCpu.size() * sizeof(uint64_t), 0);
     if (err) return Error(err, "read rule hit counters");

@@ -49,7 +49,7 @@ class Skeleton {
   // active generation in one update, waits until no program can still be using the old one,
   // then deletes it. freshSlots get their hit counters reset.
   Status applyExecRules(const policy::CompiledRules& rules, const std::vector<uint32_t>& freshSlots);
-  // Hit counters of every rule slot, summed over CPUs.
+  // Hit counters of the rule slots in use (the words of the last rule set), summed over CPUs.
   Expected<std::vector<uint64_t>> readRuleHits() const;
   // The generation execs are matched against now.
   uint32_t policyGeneration() const { return gen_; }
@@ -60,6 +60,7 @@ class Skeleton {
   vigil_bpf* skel_;
   uint32_t gen_ = 0;
   bool rulesActive_ = false;
+  uint32_t slotsInUse_ = 0;  // 64 * nwords of the rule set in force
   int barrierInnerFd_ = -1;
 };
 
