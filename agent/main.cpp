@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "bpf/xdp_datapath.hpp"
 #include "common/log.hpp"
 #include "server/agent.hpp"
 
@@ -18,13 +19,16 @@ int main(int argc, char** argv) {
       "vigil-agent: eBPF process observability for Kubernetes nodes.\n\n"
       "Loads BPF programs on the exec, exit and fork tracepoints, keeps a table of every\n"
       "process with its parent chain, and serves the events over gRPC (see `vigil events`).\n"
+      "Enforces the policies of --policy-dir: exec-time kills, and XDP packet drops and rate\n"
+      "limits on network interfaces (pinned under --pin-dir: enforcement survives restarts).\n"
       "Needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN for tp_btf) on Linux 5.8+ with BTF.",
       "vigil-agent"};
   app.footer(
       "\nExamples:\n"
       "  vigil-agent                                  defaults: API on unix:///run/vigil/vigil.sock\n"
       "  vigil-agent --listen tcp://127.0.0.1:4245    also serve the API on TCP\n"
-      "  vigil-agent --event-ring-size 100000         keep more history for `vigil events --last`\n");
+      "  vigil-agent --event-ring-size 100000         keep more history for `vigil events --last`\n"
+      "  vigil-agent --cleanup                        remove XDP enforcement left pinned\n");
   app.add_option("--api", cfg.apiAddress, "Unix socket for the gRPC API (created with mode 0600)")
       ->capture_default_str();
   app.add_option("--listen", cfg.listenAddress,
@@ -63,6 +67,26 @@ int main(int argc, char** argv) {
                  "Directory of policy files (*.yaml) to enforce, watched for changes; a mounted "
                  "ConfigMap works as it is. See docs/policy.md")
       ->capture_default_str();
+  app.add_option("--pin-dir", cfg.pinDir,
+                 "bpffs directory where XDP enforcement is pinned, so that it outlives the agent; "
+                 "a restarted agent adopts it (bpffs is mounted at /sys/fs/bpf when missing)")
+      ->capture_default_str();
+  app.add_flag("--force", cfg.forceXdp,
+               "Replace another program's XDP attachment on an interface a policy names "
+               "(without it, Vigil refuses and says whose program it is)");
+  app.add_option("--xdp-drop-samples", cfg.xdpDropSamples,
+                 "Drop events per XDP rule per second (the rest is counted, not reported)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 100000u));
+  app.add_option("--xdp-rate-buckets", cfg.xdpRateBuckets,
+                 "Rate-limit state entries (one per rule and source prefix; least recently "
+                 "used are evicted)")
+      ->capture_default_str()
+      ->check(CLI::Range(1024u, 16u << 20));
+  bool cleanup = false;
+  app.add_flag("--cleanup", cleanup,
+               "Detach Vigil's XDP filter from every interface, remove its pins under --pin-dir, "
+               "and exit (this ends enforcement that outlived an agent)");
   app.add_option("--log-level", logLevel, "debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
@@ -83,6 +107,14 @@ int main(int argc, char** argv) {
                                              : Level::info);
   if (geteuid() != 0) {
     vigil::log::warn("not running as root: loading BPF programs will likely fail");
+  }
+  if (cleanup) {
+    if (auto s = vigil::bpf::XdpDataPath::cleanup(cfg.pinDir); !s) {
+      vigil::log::error("cleanup: " + s.error().message());
+      return 1;
+    }
+    vigil::log::info("cleanup: no Vigil XDP enforcement is left under " + cfg.pinDir);
+    return 0;
   }
 
   // Events are allocated and freed at a high rate by two threads; keep freed memory instead

@@ -57,12 +57,14 @@ Examples:
   vigil events -f --pid 1234,1240
   vigil events --since 2026-11-25T19:00:00Z --binary /usr/sbin/ --binary '/opt/app/bin/*'
   vigil events -f -o table
-  vigil events -f --type policy)";
+  vigil events -f --type policy
+  vigil events -f --type drop)";
 
 constexpr const char* kPolicyFooter = R"(
 A policy is a YAML document (kind: Policy) whose exec rules kill or audit the programs they
-match. A file may hold several documents separated by '---'; apply takes all of them or none,
-and when it returns the rules are in force in the kernel. FILE '-' reads standard input.
+match, and whose XDP rules drop, pass or rate-limit packets on network interfaces. A file may
+hold several documents separated by '---'; apply takes all of them or none, and when it
+returns the rules are in force in the kernel. FILE '-' reads standard input.
 
   apiVersion: vigil.dev/v1alpha1
   kind: Policy
@@ -76,6 +78,17 @@ and when it returns the rules are in force in the kernel. FILE '-' reads standar
         match:             # lists are OR'ed inside, AND'ed with each other
           pathPrefixes: [/tmp/, /dev/shm/]
           # also: binaries, parentBinaries, uids, cgroupPathPrefixes
+    xdp:
+      interfaces: [eth0]   # omit: every interface but loopback
+      rules:               # longest prefix wins, then the first written
+        - name: drop-scanners
+          action: drop     # or pass
+          match:
+            sourceCIDRs: [203.0.113.0/24, "2001:db8::/32"]
+            # also: destinationCIDRs, protocol (tcp|udp|icmp|icmpv6), destinationPorts
+        - name: limit-dns
+          match: {protocol: udp, destinationPorts: [53]}
+          rateLimit: {packetsPerSecond: 1000, burst: 200, perSourcePrefix: {ipv4: 32, ipv6: 64}}
 
 validate needs no agent: it runs the agent's own parser and prints every problem as
 file:line:col: message. apply has the agent check the file again and also resolve the binaries
@@ -105,8 +118,10 @@ constexpr const char* kPolicyListFooter = R"(
 The table has one row per policy: its SOURCE ("api" for 'vigil policy apply', or the file in
 the agent's policy directory), its MODE, its STATE (enforcing, audit, or error: the newest
 version was rejected and the previous one, if any, stays in force), and RULES and HITS (execs
-that matched, from the kernel's counters). Each rule follows on an indented line:
-  name  action  mode  hits=N
+that matched plus packets XDP rules decided, from the kernel's counters). Each rule follows on
+an indented line:
+  name  action  mode  hits=N                                          (exec rules)
+  name  action  mode  packets=N bytes=N [over-limit=N]                 (XDP rules)
 The first line says how the kernel kills: sigkill, or lsm when BPF LSM denies the exec.
 
 Examples:
@@ -162,6 +177,7 @@ v1::GetEventsRequest buildEventsRequest(const Flags& flags, bool lastGiven, bool
   for (const auto& type : flags.types) {
     request.add_types(type == "exec"   ? v1::EVENT_TYPE_EXEC
                       : type == "exit" ? v1::EVENT_TYPE_EXIT
+                      : type == "drop" ? v1::EVENT_TYPE_DROP
                                        : v1::EVENT_TYPE_POLICY);
   }
   for (const auto& text : flags.pids) {
@@ -288,7 +304,7 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
       ->capture_default_str();
 
   CLI::App* events = app.add_subcommand(
-      "events", "Show process exec and exit events: recent history, or live with -f");
+      "events", "Show process exec and exit events, policy kills and XDP drops: recent history, or live with -f");
   events->footer(kEventsFooter);
   events->add_flag("-f,--follow", flags.follow, "Keep streaming new events until Ctrl-C");
   CLI::Option* last =
@@ -296,11 +312,12 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
           ->type_name("N");
   events
       ->add_option("--type", flags.types,
-                   "Only this event type: exec, exit or policy (kills and audits)")
+                   "Only this event type: exec, exit, policy (kills and audits) or drop "
+                   "(packets XDP rules dropped, sampled)")
       ->type_name("TYPE")
       ->delimiter(',')
       ->allow_extra_args(false)
-      ->check(CLI::IsMember({"exec", "exit", "policy"}));
+      ->check(CLI::IsMember({"exec", "exit", "policy", "drop"}));
   events->add_option("--pid", flags.pids, "Only events of this process id")
       ->type_name("PID")
       ->delimiter(',')

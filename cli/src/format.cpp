@@ -135,10 +135,38 @@ std::string policyVerdict(const v1::PolicyEvent& policy) {
   return out;
 }
 
+// "DROP", "AUDIT", "RATE", "RATE-AUDIT" for a drop event's verdict.
+std::string dropLabel(const v1::DropEvent& drop) {
+  if (drop.verdict() == "dropped") return "DROP";
+  if (drop.verdict() == "audit") return "AUDIT";
+  if (drop.verdict() == "rate-limited") return "RATE";
+  if (drop.verdict() == "rate-limit-audit") return "RATE-AUDIT";
+  return "DROP?";
+}
+
+std::string endpoint(const std::string& ip, uint32_t port) {
+  std::string a = sanitize(ip);
+  if (a.find(':') != std::string::npos) a = "[" + a + "]";
+  return port ? a + ":" + std::to_string(port) : a;
+}
+
+// "udp 10.0.0.2:5353 -> 10.0.0.1:53 on eth0 len=60 policy=p rule=r".
+std::string dropSummary(const v1::DropEvent& d) {
+  std::string out = sanitize(d.protocol()) + " " + endpoint(d.source_ip(), d.source_port()) +
+                    " -> " + endpoint(d.destination_ip(), d.destination_port()) + " on " +
+                    sanitize(d.interface()) + " len=" + std::to_string(d.length());
+  if (d.fragment()) out += " [fragment]";
+  if (d.l4_missing()) out += " [no L4 header]";
+  if (d.vlan()) out += " [vlan]";
+  out += "  policy=" + sanitize(d.policy()) + " rule=" + sanitize(d.rule());
+  if (d.suppressed()) out += " suppressed=" + std::to_string(d.suppressed());
+  return out;
+}
+
 std::string lostText(const v1::LostEvent& lost) {
   std::string out = "!! " + std::to_string(lost.count()) + " ";
   if (lost.lost_type() == v1::EVENT_TYPE_EXEC || lost.lost_type() == v1::EVENT_TYPE_EXIT ||
-      lost.lost_type() == v1::EVENT_TYPE_POLICY) {
+      lost.lost_type() == v1::EVENT_TYPE_POLICY || lost.lost_type() == v1::EVENT_TYPE_DROP) {
     out += eventTypeName(lost.lost_type()) + " ";
   }
   out += lost.count() == 1 ? "event lost " : "events lost ";
@@ -222,7 +250,7 @@ std::string_view policyStateColor(std::string_view state) {
 }
 
 std::string_view ruleActionColor(std::string_view action) {
-  if (action == "kill") return kRed;
+  if (action == "kill" || action == "drop") return kRed;
   if (action == "audit") return kYellow;
   return {};
 }
@@ -305,6 +333,8 @@ std::string eventTypeName(v1::EventType type) {
       return "lost";
     case v1::EVENT_TYPE_POLICY:
       return "policy";
+    case v1::EVENT_TYPE_DROP:
+      return "drop";
     default:
       return "unknown";
   }
@@ -382,6 +412,12 @@ std::string formatCompact(const v1::Event& event, bool color) {
   std::string out = paint(time, kDim, color) + " ";
   if (event.has_lost()) return out + paint(lostText(event.lost()), kBoldRed, color);
 
+  if (event.has_drop()) {
+    std::string label = dropLabel(event.drop());
+    out += paint(label, label == "DROP" || label == "RATE" ? kBoldRed : kYellow, color) +
+           std::string(label.size() < 5 ? 6 - label.size() : 1, ' ') + dropSummary(event.drop());
+    return out;
+  }
   const v1::Process* process = processOf(event);
   if (process == nullptr) return out + eventTypeName(event.type()) + " (no details)";
 
@@ -419,6 +455,12 @@ std::string formatCompact(const v1::Event& event, bool color) {
 std::vector<std::string> eventTableRow(const v1::Event& event) {
   std::string time = event.has_time() ? formatTimestamp(event.time()) : "-";
   if (event.has_lost()) return {time, "lost", "-", "-", "-", "-", lostText(event.lost())};
+  if (event.has_drop()) {
+    std::string type = dropLabel(event.drop());
+    for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return {time, type, "-", "-", "-", sanitize(event.drop().interface()),
+            dropSummary(event.drop())};
+  }
   const v1::Process* process = processOf(event);
   if (process == nullptr) return {time, eventTypeName(event.type()), "-", "-", "-", "-", ""};
 
@@ -464,11 +506,21 @@ std::string formatPolicyList(const v1::ListPoliciesResponse& list, bool color) {
   for (const auto& policy : list.policies()) {
     std::uint64_t hits = 0;
     for (const auto& rule : policy.rules()) {
-      hits += rule.hits();
+      std::string counters;
+      if (rule.kind() == "xdp") {
+        hits += rule.packets();
+        counters = "packets=" + std::to_string(rule.packets()) +
+                   " bytes=" + std::to_string(rule.bytes());
+        if (rule.rate_limited())
+          counters += " over-limit=" + std::to_string(rule.limited_packets());
+      } else {
+        hits += rule.hits();
+        counters = "hits=" + std::to_string(rule.hits());
+      }
       ruleRows.push_back({{sanitize(rule.name())},
                           {sanitize(rule.action()), ruleActionColor(rule.action())},
                           {sanitize(rule.mode()), rule.mode() == "audit" ? kYellow : ""},
-                          {"hits=" + std::to_string(rule.hits())}});
+                          {counters}});
     }
     policyRows.push_back({{sanitize(policy.name())},
                           {sanitize(policy.source())},
@@ -568,6 +620,45 @@ std::string formatStatusText(const v1::GetStatusResponse& status, bool color) {
       stats.push_back({{sanitize(stat.name())}, {std::to_string(stat.value())}});
     }
     appendTable(out, stats, color);
+  }
+
+  if (status.has_xdp()) {
+    const auto& x = status.xdp();
+    out += "\nXDP filter: " + sanitize(x.state());
+    if (x.program_id()) out += " (program id " + std::to_string(x.program_id()) + ")";
+    out += "\n";
+    out += labelled("  Pinned under", sanitize(x.pin_dir()));
+    if (x.interfaces_size() > 0) {
+      std::vector<Row> ifs = {headerRow({"INTERFACE", "IFINDEX", "MODE", "LINK"})};
+      for (const auto& i : x.interfaces()) {
+        ifs.push_back({{sanitize(i.name())},
+                       {std::to_string(i.ifindex())},
+                       {sanitize(i.mode()), i.mode() == "generic" ? kYellow : kGreen},
+                       {std::to_string(i.link_id())}});
+      }
+      appendTable(out, ifs, color);
+    }
+    if (x.rules_size() > 0) {
+      std::vector<Row> rules = {
+          headerRow({"POLICY", "RULE", "PACKETS", "BYTES", "OVER LIMIT"})};
+      for (const auto& r : x.rules()) {
+        rules.push_back({{sanitize(r.policy())},
+                         {sanitize(r.rule())},
+                         {std::to_string(r.packets())},
+                         {std::to_string(r.bytes())},
+                         {std::to_string(r.limited_packets())}});
+      }
+      appendTable(out, rules, color);
+    }
+    std::string counters;
+    for (const auto& st : x.stats()) {
+      if (st.value() == 0) continue;
+      counters += (counters.empty() ? "" : ", ") + sanitize(st.name()) + "=" +
+                  std::to_string(st.value());
+    }
+    out += labelled("  Counters", counters.empty() ? "all zero" : counters);
+    out += labelled("  Drop records", std::to_string(x.records_received()) + " received, " +
+                                          std::to_string(x.records_malformed()) + " malformed");
   }
 
   out += "\n";

@@ -21,6 +21,7 @@ cleanup() {
     kill -9 "$agent_pid" 2>/dev/null || true
     wait "$agent_pid" 2>/dev/null || true
   fi
+  "$AGENT" --cleanup --pin-dir "/sys/fs/bpf/vigil-e2e-$$" >/dev/null 2>&1 || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -35,7 +36,7 @@ fail() {
 vigil() { "$VIGIL" --server "unix://$sock" "$@"; }
 
 start_agent() {
-  "$AGENT" --api "unix://$sock" --policy-dir "$tmp/policies" --node-name e2e "$@" >"$tmp/agent.log" 2>&1 &
+  "$AGENT" --api "unix://$sock" --policy-dir "$tmp/policies" --pin-dir "/sys/fs/bpf/vigil-e2e-$$" --node-name e2e "$@" >"$tmp/agent.log" 2>&1 &
   agent_pid=$!
   for _ in $(seq 1 100); do
     vigil status -o json >"$tmp/status.json" 2>/dev/null && return 0

@@ -10,16 +10,19 @@
 #include <memory>
 #include <string>
 
+#include "bpf/xdp_datapath.hpp"
 #include "server/agent.hpp"
 
 namespace vigil::testing {
 
 struct TestAgent {
   std::filesystem::path dir;
+  std::string pinDir;  // its own bpffs pins, never the host agent's
   std::unique_ptr<server::Agent> agent;
 
   ~TestAgent() {
     agent.reset();  // detaches its programs before the directory goes
+    if (!pinDir.empty()) bpf::XdpDataPath::cleanup(pinDir);  // and the XDP enforcement
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   }
@@ -37,7 +40,11 @@ inline std::unique_ptr<TestAgent> startTestAgent(
   server::AgentConfig cfg;
   cfg.apiAddress = "unix://" + (env->dir / "vigil.sock").string();
   cfg.policyDir = (env->dir / "policies").string();
+  cfg.pinDir = "/sys/fs/bpf/" + prefix + "-" + std::to_string(getpid());
+  env->pinDir = cfg.pinDir;
+  bpf::XdpDataPath::cleanup(cfg.pinDir);  // left by a crashed run of the same pid
   if (adjust) adjust(cfg);
+  env->pinDir = cfg.pinDir;
   auto agent = server::Agent::start(cfg);
   if (!agent) {
     *error = agent.error().message();

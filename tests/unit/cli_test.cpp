@@ -234,7 +234,7 @@ TEST(cliParse, BadPolicyFlagsExitTwoAndPointAtTheirCommand) {
       {{"policy", "delete"}, "NAME is required", "vigil policy delete"},
       {{"policy", "delete", "a", "b"}, "b", "vigil policy delete"},
       {{"policy", "list", "-o", "yaml"}, "--output: yaml not in {table,json}", "vigil policy list"},
-      {{"events", "--type", "kill"}, "--type: kill not in {exec,exit,policy}", "vigil events"},
+      {{"events", "--type", "kill"}, "--type: kill not in {exec,exit,policy,drop}", "vigil events"},
   };
   for (const auto& c : cases) {
     std::ostringstream out;
@@ -274,7 +274,8 @@ TEST(cliParse, PolicyHelpTeaches) {
   EXPECT_NE(out.str().find("policy"), std::string::npos) << out.str();
   out.str("");
   EXPECT_EQ(run({"events", "--help"}, out, err, testEnvironment()), 0);
-  EXPECT_NE(out.str().find("exec, exit or policy"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("exec, exit, policy (kills and audits) or drop"), std::string::npos)
+      << out.str();
   EXPECT_EQ(err.str(), "");
 }
 
@@ -357,7 +358,7 @@ TEST(cliParse, BadFlagsExitTwoWithOneClearMessage) {
     std::string message;
   };
   const std::vector<Case> cases = {
-      {{"events", "--type", "fork"}, "--type: fork not in {exec,exit,policy}"},
+      {{"events", "--type", "fork"}, "--type: fork not in {exec,exit,policy,drop}"},
       {{"events", "--type", "exec,bogus"}, "bogus"},
       {{"events", "--since", "yesterday"}, "--since: expected a duration"},
       {{"events", "--since", "5"}, "--since"},

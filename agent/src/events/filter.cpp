@@ -22,7 +22,7 @@ Expected<EventFilter> EventFilter::fromRequest(const v1::GetEventsRequest& reque
   EventFilter f;
   for (int t : request.types()) {
     if (t != v1::EVENT_TYPE_EXEC && t != v1::EVENT_TYPE_EXIT && t != v1::EVENT_TYPE_LOST &&
-        t != v1::EVENT_TYPE_POLICY) {
+        t != v1::EVENT_TYPE_POLICY && t != v1::EVENT_TYPE_DROP) {
       return Error(EINVAL, "types: unsupported event type " + std::to_string(t));
     }
     f.types_.push_back(static_cast<v1::EventType>(t));

@@ -65,7 +65,7 @@ const grpc::Status kNoPolicies{grpc::StatusCode::UNIMPLEMENTED,
                                "this agent runs without a policy engine"};
 
 void fillStatus(const policy::PolicyInfo& info, const std::vector<uint64_t>& hits,
-                v1::PolicyStatus* out) {
+                const std::map<uint32_t, XdpCounters>& xdp, v1::PolicyStatus* out) {
   out->set_name(info.name);
   out->set_source(info.source);
   out->set_error(info.error);
@@ -85,6 +85,24 @@ void fillStatus(const policy::PolicyInfo& info, const std::vector<uint64_t>& hit
     rs->set_mode(policy::toString(r.effectiveMode(p.mode)));
     auto it = info.ruleSlots.find(r.name);
     if (it != info.ruleSlots.end() && it->second < hits.size()) rs->set_hits(hits[it->second]);
+    rs->set_kind("exec");
+  }
+  if (!p.xdp) return;
+  for (const auto& r : p.xdp->rules) {
+    auto* rs = out->add_rules();
+    rs->set_name(r.name);
+    rs->set_kind("xdp");
+    rs->set_action(policy::toString(r.action));
+    rs->set_mode(policy::toString(r.effectiveMode(p.mode)));
+    rs->set_rate_limited(r.rateLimit.has_value());
+    auto slot = info.xdpRuleSlots.find(r.name);
+    if (slot == info.xdpRuleSlots.end()) continue;
+    if (auto c = xdp.find(slot->second); c != xdp.end()) {
+      rs->set_packets(c->second.packets);
+      rs->set_bytes(c->second.bytes);
+      rs->set_limited_packets(c->second.limitedPackets);
+      rs->set_limited_bytes(c->second.limitedBytes);
+    }
   }
 }
 
@@ -105,10 +123,11 @@ grpc::Status VigilService::ApplyPolicy(grpc::ServerContext*, const v1::ApplyPoli
     return {code, outcome.error().context()};
   }
   auto hits = policies_.hits ? policies_.hits() : std::vector<uint64_t>{};
+  auto xdp = policies_.xdpCounters ? policies_.xdpCounters() : std::map<uint32_t, XdpCounters>{};
   for (const auto& info : policies_.store->list()) {
     if (std::find(outcome->names.begin(), outcome->names.end(), info.name) !=
         outcome->names.end())
-      fillStatus(info, hits, response->add_policies());
+      fillStatus(info, hits, xdp, response->add_policies());
   }
   for (const auto& w : outcome->warnings) response->add_warnings(w);
   return grpc::Status::OK;
@@ -132,7 +151,9 @@ grpc::Status VigilService::ListPolicies(grpc::ServerContext*, const v1::ListPoli
                                         v1::ListPoliciesResponse* response) {
   if (!policies_.store) return kNoPolicies;
   auto hits = policies_.hits ? policies_.hits() : std::vector<uint64_t>{};
-  for (const auto& info : policies_.store->list()) fillStatus(info, hits, response->add_policies());
+  auto xdp = policies_.xdpCounters ? policies_.xdpCounters() : std::map<uint32_t, XdpCounters>{};
+  for (const auto& info : policies_.store->list())
+    fillStatus(info, hits, xdp, response->add_policies());
   response->set_enforcement(policies_.enforcement);
   return grpc::Status::OK;
 }

@@ -3,6 +3,7 @@
 // The vigil.v1.Vigil gRPC service over the event hub and the agent's status.
 
 #include <functional>
+#include <map>
 
 #include <grpcpp/grpcpp.h>
 
@@ -13,10 +14,19 @@
 namespace vigil::api {
 
 // What the policy RPCs need; without a store they answer UNIMPLEMENTED.
+// Kernel counters of one XDP rule, summed over CPUs.
+struct XdpCounters {
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+  uint64_t limitedPackets = 0;
+  uint64_t limitedBytes = 0;
+};
+
 struct PolicyHooks {
   policy::PolicyStore* store = nullptr;
-  std::function<std::vector<uint64_t>()> hits;  // by rule slot
+  std::function<std::vector<uint64_t>()> hits;  // by exec rule slot
   std::string enforcement;
+  std::function<std::map<uint32_t, XdpCounters>()> xdpCounters;  // by XDP rule slot
 };
 
 class VigilService final : public v1::Vigil::Service {

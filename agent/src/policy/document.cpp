@@ -1,15 +1,18 @@
 #include "policy/document.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <libfyaml.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -23,7 +26,8 @@ namespace {
 // Limits and constants that are private to the parser.
 
 constexpr size_t kMaxErrors = 10;
-// Nesting of mappings and lists; the schema itself needs five levels.
+// Nesting of mappings and lists; the schema itself needs seven levels
+// (spec.xdp.rules[].rateLimit.perSourcePrefix).
 constexpr size_t kMaxDepth = 64;
 // PATH_MAX - 1: a longer path can never be resolved by the kernel, so it could never match.
 constexpr size_t kMaxPathLength = 4095;
@@ -528,6 +532,152 @@ class StreamReader {
 };
 
 // ---------------------------------------------------------------------------------------------
+// spec.xdp, the XDP packet filter. What the reader accepts, with defaults and limits:
+//
+//   spec:
+//     xdp:
+//       interfaces: [eth0, veth1]  # optional; omitted: every interface but loopback, including
+//                                  # ones that appear later. 1..kMaxValuesPerList names.
+//       rules:                     # required, 1..kMaxRulesPerPolicy rules
+//         - name: block-scanners   # required; a DNS-1123 label, unique among spec.xdp.rules
+//           action: drop           # drop (default) | pass
+//           mode: audit            # enforce | audit; default: spec.mode
+//           match:                 # required unless rateLimit is set; >= 1 condition
+//             sourceCIDRs: [203.0.113.0/24, "2001:db8::/32", 198.51.100.7]
+//             destinationCIDRs: [10.0.0.0/8]
+//             protocol: tcp        # tcp | udp | icmp | icmpv6
+//             destinationPorts: [22, 443, "8000-8080"]  # needs tcp, udp or no protocol
+//           rateLimit:             # optional, not with action pass
+//             packetsPerSecond: 1000  # required, 1..kMaxPacketsPerSecond
+//             burst: 200              # optional, 1..kMaxBurst; the model keeps 0 when omitted
+//             perSourcePrefix:        # optional: one bucket per source block of this size
+//               ipv4: 32              # 0..32, default 32 (0: one bucket for every source)
+//               ipv6: 64              # 0..128, default 64
+//
+// Lists (interfaces, CIDRs, ports) are OR'ed inside themselves; the conditions a match sets
+// are AND'ed. CIDR and port lists hold 1..kMaxXdpListValues entries. Unlike spec.exec, a list
+// or mapping that is written in spec.xdp must not be null or empty: there, "nothing" would
+// widen a drop rule to every packet or every interface, so the operator must omit the field
+// to say that. Scalars (action, mode, protocol, burst, ipv4, ipv6) may be null to mean unset.
+// Contradictions that can never match a packet (an IPv4-only source with an IPv6-only
+// destination, icmp with IPv6 blocks only, ports with icmp) are errors, not silent no-ops.
+
+constexpr uint64_t kMaxPacketsPerSecond = 100'000'000;
+constexpr uint64_t kMaxBurst = 1'000'000'000;
+constexpr uint64_t kMaxPort = 65535;
+// ::ffff:0:0/96, the block that holds IPv4 addresses inside IPv6.
+constexpr std::array<uint8_t, 12> kV4MappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+// Clears every bit of `addr` after the first `bits`.
+std::array<uint8_t, 16> masked(std::array<uint8_t, 16> addr, int bits) {
+  for (int i = 0; i < 16; ++i) {
+    const int keep = std::clamp(bits - 8 * i, 0, 8);
+    addr[i] &= static_cast<uint8_t>(0xff00 >> keep);
+  }
+  return addr;
+}
+
+// A decimal number without sign or leading zero, up to `maxDigits` digits.
+std::optional<uint32_t> plainDecimal(std::string_view s, size_t maxDigits) {
+  if (!allOf(s, isDigit) || s.size() > maxDigits || (s.size() > 1 && s.front() == '0')) {
+    return std::nullopt;
+  }
+  uint32_t value = 0;
+  for (char c : s) value = value * 10 + static_cast<uint32_t>(c - '0');
+  return value;
+}
+
+// "10.0.0.0/8", "198.51.100.7", "2001:db8::/32" or "2001:db8::1" -> a Cidr (without position),
+// or nothing with `why` saying what is wrong, to follow the quoted text in a message.
+std::optional<Cidr> parseCidr(const std::string& text, std::string& why) {
+  const size_t slash = text.find('/');
+  const std::string address = text.substr(0, slash);
+  Cidr cidr;
+  uint8_t v4[4];
+  if (inet_pton(AF_INET, address.c_str(), v4) == 1) {
+    cidr.v4 = true;
+    std::copy(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), cidr.addr.begin());
+    std::copy(v4, v4 + 4, cidr.addr.begin() + 12);
+  } else if (inet_pton(AF_INET6, address.c_str(), cidr.addr.data()) != 1) {
+    why =
+        "is not an IPv4 or IPv6 address block (write a.b.c.d/n, a.b.c.d, x::/n or an IPv6 "
+        "address)";
+    return std::nullopt;
+  }
+  const int familyBits = cidr.v4 ? 32 : 128;
+  cidr.prefix = familyBits;
+  if (slash != std::string::npos) {
+    const std::string_view prefixText = std::string_view(text).substr(slash + 1);
+    const std::optional<uint32_t> prefix = plainDecimal(prefixText, 3);
+    if (!prefix || *prefix > static_cast<uint32_t>(familyBits)) {
+      why = "has an invalid prefix length " + quoted(prefixText) + " (allowed: 0.." +
+            std::to_string(familyBits) + (cidr.v4 ? " for IPv4" : " for IPv6") +
+            ", in decimal digits)";
+      return std::nullopt;
+    }
+    cidr.prefix = static_cast<int>(*prefix);
+  }
+  const int bits = cidr.prefix + (cidr.v4 ? 96 : 0);
+  if (const auto network = masked(cidr.addr, bits); network != cidr.addr) {
+    cidr.addr = network;
+    why = "has host bits set; did you mean " + cidr.str() + "?";
+    return std::nullopt;
+  }
+  if (!cidr.v4 && cidr.prefix >= 96 &&
+      std::equal(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), cidr.addr.begin())) {
+    // Packets carry IPv4 addresses as IPv4, so the mapped spelling would never match.
+    Cidr dotted = cidr;
+    dotted.v4 = true;
+    dotted.prefix = cidr.prefix - 96;
+    why = "is an IPv4-mapped IPv6 address block; write IPv4 in dotted form: " + dotted.str();
+    return std::nullopt;
+  }
+  return cidr;
+}
+
+// "443" or "8000-8080" -> a PortRange (without position), or nothing with `why`.
+std::optional<PortRange> parsePortRange(std::string_view text, std::string& why) {
+  const size_t dash = text.find('-');
+  const std::string_view loText = text.substr(0, dash);
+  const std::string_view hiText = dash == std::string_view::npos ? loText : text.substr(dash + 1);
+  const std::optional<uint32_t> lo = plainDecimal(loText, 5);
+  const std::optional<uint32_t> hi = plainDecimal(hiText, 5);
+  if (!lo || !hi || *lo < 1 || *hi > kMaxPort) {
+    why = "is not a port or a port range (allowed: N or lo-hi, decimal, 1 <= lo <= hi <= " +
+          std::to_string(kMaxPort) + ", no sign, spaces or leading zeros)";
+    return std::nullopt;
+  }
+  if (*lo > *hi) {
+    why = "is a backwards range (lo must not be over hi: write " + std::to_string(*hi) + "-" +
+          std::to_string(*lo) + ")";
+    return std::nullopt;
+  }
+  return PortRange{static_cast<uint16_t>(*lo), static_cast<uint16_t>(*hi), {}};
+}
+
+// The kernel's dev_valid_name(): what is wrong with `name` as an interface name, or "".
+// Its isspace() also counts byte 0xa0 (no-break space in Latin-1).
+std::string interfaceNameProblem(const std::string& name) {
+  if (name.size() > kMaxInterfaceNameLength) {
+    return "is " + std::to_string(name.size()) + " bytes long, over the limit of " +
+           std::to_string(kMaxInterfaceNameLength) + " for an interface name";
+  }
+  if (name == "." || name == "..") {
+    return "is not a valid interface name (\".\" and \"..\" are reserved)";
+  }
+  for (char c : name) {
+    if (c == '\0') return "contains a NUL character";
+    if (c == '/' || c == ':') {
+      return std::string("contains '") + c + "', which interface names cannot";
+    }
+    if (c == ' ' || (c >= '\t' && c <= '\r') || static_cast<unsigned char>(c) == 0xa0) {
+      return "contains whitespace, which interface names cannot";
+    }
+  }
+  return "";
+}
+
+// ---------------------------------------------------------------------------------------------
 // Tree -> Policy, with the schema's rules.
 
 bool isNameChar(char c) { return (c >= 'a' && c <= 'z') || isDigit(c) || c == '-'; }
@@ -745,42 +895,58 @@ class PolicyReader {
     const Node* list = listField(fields, path, "uids", kMaxValuesPerList);
     if (list == nullptr) return;
     const std::string listPath = fieldPath(path, "uids");
+    const std::string expected = "a uid (an integer 0.." + std::to_string(kMaxUid) + ")";
     for (size_t i = 0; i < list->children.size(); ++i) {
       const Node& item = node(list->children[i]);
-      const std::string at = itemPath(listPath, i);
-      if (item.rejected) continue;
-      if (item.kind != NodeKind::scalar || item.type != ScalarType::integer) {
-        std::string message =
-            "expected a uid (an integer 0.." + std::to_string(kMaxUid) + "), got " + describe(item);
-        if (item.kind == NodeKind::scalar && item.type == ScalarType::string &&
-            allOf(item.text, isDigit)) {
-          message += " (remove the quotes)";
-        }
-        error(item, at, message);
-        continue;
+      if (auto value = integerValue(item, itemPath(listPath, i), "uid", expected, 0, kMaxUid)) {
+        uids.push_back(static_cast<uint32_t>(*value));
       }
-      const std::string& t = item.text;
-      if (t.front() == '-') {
-        error(item, at, "uid " + t + " is negative");
-        continue;
-      }
-      if (!allOf(t, isDigit)) {
-        error(item, at, "write uids as plain decimal numbers, got " + t);
-        continue;
-      }
-      if (t.size() > 1 && t.front() == '0') {
-        error(item, at, "uid " + t + " has a leading zero (ambiguous: octal in YAML 1.1)");
-        continue;
-      }
-      uint64_t value = 0;
-      bool tooLarge = t.size() > 10;
-      for (size_t k = 0; !tooLarge && k < t.size(); ++k) value = value * 10 + (t[k] - '0');
-      if (tooLarge || value > kMaxUid) {
-        error(item, at, "uid " + t + " is over the maximum of " + std::to_string(kMaxUid));
-        continue;
-      }
-      uids.push_back(static_cast<uint32_t>(value));
     }
+  }
+
+  // An integer min..max written as a plain decimal YAML integer. Floats, booleans, quoted
+  // numbers, signs, hex, octal and leading zeros are errors; `noun` names the value in messages
+  // ("uid 010 has a leading zero") and `expected` describes what is allowed.
+  std::optional<uint64_t> integerValue(const Node& item, const std::string& at,
+                                       std::string_view noun, std::string_view expected,
+                                       uint64_t min, uint64_t max) {
+    if (item.rejected) return std::nullopt;
+    if (item.kind != NodeKind::scalar || item.type != ScalarType::integer) {
+      std::string message = "expected " + std::string(expected) + ", got " + describe(item);
+      if (item.kind == NodeKind::scalar && item.type == ScalarType::string &&
+          allOf(item.text, isDigit)) {
+        message += " (remove the quotes)";
+      }
+      error(item, at, message);
+      return std::nullopt;
+    }
+    const std::string& t = item.text;
+    const std::string name(noun);
+    if (t.front() == '-') {
+      error(item, at, name + " " + t + " is negative");
+      return std::nullopt;
+    }
+    if (!allOf(t, isDigit)) {
+      error(item, at, "write " + name + " values as plain decimal numbers, got " + t);
+      return std::nullopt;
+    }
+    if (t.size() > 1 && t.front() == '0') {
+      error(item, at, name + " " + t + " has a leading zero (ambiguous: octal in YAML 1.1)");
+      return std::nullopt;
+    }
+    // 19 digits always fit in 64 bits; every limit here is far below that.
+    uint64_t value = 0;
+    const bool tooLarge = t.size() > 19;
+    for (size_t k = 0; !tooLarge && k < t.size(); ++k) value = value * 10 + (t[k] - '0');
+    if (tooLarge || value > max) {
+      error(item, at, name + " " + t + " is over the maximum of " + std::to_string(max));
+      return std::nullopt;
+    }
+    if (value < min) {
+      error(item, at, name + " " + t + " is under the minimum of " + std::to_string(min));
+      return std::nullopt;
+    }
+    return value;
   }
 
   void readDocument(Policy& policy) {
@@ -838,16 +1004,21 @@ class PolicyReader {
 
   void readSpec(const Node& spec, Policy& policy) {
     const std::string path = "spec";
-    const Fields fields = fieldsOf(spec, path, {"mode", "exec"});
+    const Fields fields = fieldsOf(spec, path, {"mode", "exec", "xdp"});
     if (auto mode = stringField(spec, fields, path, "mode", false)) {
       if (auto m = parseMode(*mode, *find(fields, "mode")->value, "spec.mode")) policy.mode = *m;
     }
-    const Node* rules = listField(fields, path, "exec", kMaxRulesPerPolicy);
-    if (rules == nullptr) return;
+    if (const Node* rules = listField(fields, path, "exec", kMaxRulesPerPolicy)) {
+      readExecRules(*rules, policy);
+    }
+    if (const Field* xdp = find(fields, "xdp")) readXdp(*xdp, policy);
+  }
+
+  void readExecRules(const Node& rules, Policy& policy) {
     // Rule name -> the node that first used it.
     std::unordered_map<std::string, const Node*> names;
-    for (size_t i = 0; i < rules->children.size(); ++i) {
-      const Node& item = node(rules->children[i]);
+    for (size_t i = 0; i < rules.children.size(); ++i) {
+      const Node& item = node(rules.children[i]);
       const std::string rulePath = itemPath("spec.exec", i);
       if (item.rejected) continue;
       if (item.kind != NodeKind::mapping) {
@@ -922,6 +1093,370 @@ class PolicyReader {
       error(mapping, path,
             "no conditions: set at least one of binaries, pathPrefixes, parentBinaries, uids, "
             "cgroupPathPrefixes to a non-empty list");
+    }
+  }
+
+  // --- spec.xdp (the schema is at the top of the xdp helpers, above) -------------------------
+
+  // A list that, when written, must hold at least one entry (see the schema comment for why);
+  // nullptr when absent or wrong (reported). `hint` says what to do instead of emptying it.
+  const Node* nonEmptyListField(const Fields& fields, const std::string& path,
+                                std::string_view name, size_t limit, std::string_view hint) {
+    const Field* f = find(fields, name);
+    if (f == nullptr || f->value->rejected) return nullptr;
+    const std::string at = fieldPath(path, name);
+    if (isNull(*f->value)) {
+      error(*f->key, at, "must not be empty; " + std::string(hint));
+      return nullptr;
+    }
+    const Node* list = listField(fields, path, name, limit);
+    if (list != nullptr && list->children.empty()) {
+      error(*list, at, "must not be empty; " + std::string(hint));
+      return nullptr;
+    }
+    return list;
+  }
+
+  // A mapping that, when written, must not be null; nullptr when absent or wrong (reported).
+  // An empty mapping ({}) is returned: what it lacks is the caller's to say.
+  const Node* writtenMappingField(const Fields& fields, const std::string& path,
+                                  std::string_view name, std::string_view hint) {
+    const Field* f = find(fields, name);
+    if (f == nullptr || f->value->rejected) return nullptr;
+    const std::string at = fieldPath(path, name);
+    if (isNull(*f->value)) {
+      error(*f->key, at, "must not be empty; " + std::string(hint));
+      return nullptr;
+    }
+    if (f->value->kind != NodeKind::mapping) {
+      error(*f->value, at, "expected a mapping, got " + describe(*f->value));
+      return nullptr;
+    }
+    return f->value;
+  }
+
+  // An integer field; unset (absent or null) is fine when optional.
+  std::optional<uint64_t> integerField(const Node& mapping, const Fields& fields,
+                                       const std::string& path, std::string_view name,
+                                       bool required, uint64_t min, uint64_t max) {
+    const Field* f = find(fields, name);
+    const std::string at = fieldPath(path, name);
+    if (f == nullptr) {
+      if (required) error(mapping, path, "missing required field " + quoted(name));
+      return std::nullopt;
+    }
+    if (isNull(*f->value)) {
+      if (required) error(*f->key, at, "must not be empty");
+      return std::nullopt;
+    }
+    const std::string expected = "an integer " + std::to_string(min) + ".." + std::to_string(max);
+    return integerValue(*f->value, at, name, expected, min, max);
+  }
+
+  void readXdp(const Field& field, Policy& policy) {
+    const std::string path = "spec.xdp";
+    const Node& mapping = *field.value;
+    if (mapping.rejected) return;
+    if (isNull(mapping)) {
+      error(*field.key, path, "must not be empty; remove spec.xdp or add a rule");
+      return;
+    }
+    if (mapping.kind != NodeKind::mapping) {
+      error(mapping, path, "expected a mapping, got " + describe(mapping));
+      return;
+    }
+    XdpSpec xdp;
+    xdp.position = Position{file_, mapping.line, mapping.column};
+    const Fields fields = fieldsOf(mapping, path, {"interfaces", "rules"});
+    readInterfaces(fields, path, xdp);
+    if (find(fields, "rules") == nullptr) {
+      error(mapping, path, "missing required field \"rules\"; remove spec.xdp or add a rule");
+    } else if (const Node* rules = nonEmptyListField(fields, path, "rules", kMaxRulesPerPolicy,
+                                                     "remove spec.xdp or add a rule")) {
+      readXdpRules(*rules, fieldPath(path, "rules"), xdp.rules);
+    }
+    policy.xdp = std::move(xdp);
+  }
+
+  void readInterfaces(const Fields& fields, const std::string& path, XdpSpec& xdp) {
+    const Node* list =
+        nonEmptyListField(fields, path, "interfaces", kMaxValuesPerList,
+                          "omit interfaces to attach to every interface but loopback");
+    if (list == nullptr) return;
+    const std::string listPath = fieldPath(path, "interfaces");
+    // Interface name -> the node that first named it.
+    std::unordered_map<std::string, const Node*> seen;
+    for (size_t i = 0; i < list->children.size(); ++i) {
+      const Node& item = node(list->children[i]);
+      const std::string at = itemPath(listPath, i);
+      std::optional<std::string> name = stringValue(item, at);
+      if (!name) continue;
+      if (std::string problem = interfaceNameProblem(*name); !problem.empty()) {
+        error(item, at, quoted(*name) + " " + problem);
+        continue;
+      }
+      if (auto [it, inserted] = seen.emplace(*name, &item); !inserted) {
+        error(item, at, "duplicate interface " + quoted(*name) + firstAt(*it->second));
+        continue;
+      }
+      xdp.interfaces.push_back(std::move(*name));
+      xdp.interfacePositions.push_back(Position{file_, item.line, item.column});
+    }
+  }
+
+  static std::string firstAt(const Node& first) {
+    return " (first at line " + std::to_string(first.line) + ", column " +
+           std::to_string(first.column) + ")";
+  }
+
+  void readXdpRules(const Node& rules, const std::string& path, std::vector<XdpRule>& out) {
+    // Rule name -> the node that first used it.
+    std::unordered_map<std::string, const Node*> names;
+    for (size_t i = 0; i < rules.children.size(); ++i) {
+      const Node& item = node(rules.children[i]);
+      const std::string rulePath = itemPath(path, i);
+      if (item.rejected) continue;
+      if (item.kind != NodeKind::mapping) {
+        error(item, rulePath, "expected a mapping (a rule), got " + describe(item));
+        continue;
+      }
+      XdpRule rule;
+      const Node* nameNode = nullptr;
+      readXdpRule(item, rulePath, rule, nameNode);
+      if (nameNode == nullptr) continue;
+      auto [it, inserted] = names.emplace(rule.name, nameNode);
+      if (!inserted) {
+        error(*nameNode, fieldPath(rulePath, "name"),
+              "duplicate rule name " + quoted(rule.name) + " (first used at line " +
+                  std::to_string(it->second->line) + ")");
+        continue;
+      }
+      out.push_back(std::move(rule));
+    }
+  }
+
+  void readXdpRule(const Node& mapping, const std::string& path, XdpRule& rule,
+                   const Node*& nameNode) {
+    rule.position = Position{file_, mapping.line, mapping.column};
+    const Fields fields = fieldsOf(mapping, path, {"name", "action", "mode", "match", "rateLimit"});
+    if (auto name = stringField(mapping, fields, path, "name", true)) {
+      const Node& at = *find(fields, "name")->value;
+      if (checkName(at, fieldPath(path, "name"), *name)) {
+        rule.name = *name;
+        nameNode = &at;
+      }
+    }
+    bool pass = false;
+    if (auto action = stringField(mapping, fields, path, "action", false)) {
+      if (*action == "drop") {
+        rule.action = XdpAction::drop;
+      } else if (*action == "pass") {
+        rule.action = XdpAction::pass;
+        pass = true;
+      } else {
+        error(*find(fields, "action")->value, fieldPath(path, "action"),
+              "unknown action " + quoted(*action) + " (allowed: drop, pass)");
+      }
+    }
+    if (auto mode = stringField(mapping, fields, path, "mode", false)) {
+      rule.mode = parseMode(*mode, *find(fields, "mode")->value, fieldPath(path, "mode"));
+    }
+
+    const bool hasMatch = find(fields, "match") != nullptr;
+    const bool hasRateLimit = find(fields, "rateLimit") != nullptr;
+    if (const Node* match = writtenMappingField(
+            fields, path, "match",
+            "set at least one condition (only a rule with a rateLimit may omit match)")) {
+      readXdpMatch(*match, fieldPath(path, "match"), rule.match);
+    }
+    const std::string ratePath = fieldPath(path, "rateLimit");
+    if (const Node* rate =
+            writtenMappingField(fields, path, "rateLimit", "remove it for no rate limit")) {
+      RateLimit limit;
+      readRateLimit(*rate, ratePath, limit);
+      rule.rateLimit = limit;
+      if (pass) {
+        error(*rate, ratePath,
+              "a rate limit needs action drop: the packets over the rate are dropped (or counted, "
+              "in audit mode); remove rateLimit or \"action: pass\"");
+      }
+    }
+    if (!hasMatch && !hasRateLimit) {
+      error(mapping, path,
+            "missing required field \"match\" (only a rule with a rateLimit may omit it, to "
+            "limit every packet)");
+    }
+  }
+
+  void readXdpMatch(const Node& mapping, const std::string& path, XdpMatch& match) {
+    const size_t before = issues_.count();
+    const Fields fields = fieldsOf(
+        mapping, path, {"sourceCIDRs", "destinationCIDRs", "protocol", "destinationPorts"});
+    readCidrs(fields, path, "sourceCIDRs", match.sources);
+    const Node* destinations = readCidrs(fields, path, "destinationCIDRs", match.destinations);
+    const Node* protocolNode = nullptr;
+    if (auto protocol = stringField(mapping, fields, path, "protocol", false)) {
+      protocolNode = find(fields, "protocol")->value;
+      match.protocolPosition = Position{file_, protocolNode->line, protocolNode->column};
+      if (*protocol == "tcp") {
+        match.protocol = Protocol::tcp;
+      } else if (*protocol == "udp") {
+        match.protocol = Protocol::udp;
+      } else if (*protocol == "icmp") {
+        match.protocol = Protocol::icmp;
+      } else if (*protocol == "icmpv6") {
+        match.protocol = Protocol::icmpv6;
+      } else {
+        error(*protocolNode, fieldPath(path, "protocol"),
+              "unknown protocol " + quoted(*protocol) + " (allowed: tcp, udp, icmp, icmpv6)");
+      }
+    }
+    const Node* ports = readPorts(fields, path, match.ports);
+    // The checks below need every part; a part that was wrong has been reported already.
+    if (issues_.count() != before) return;
+
+    if (match.sources.empty() && match.destinations.empty() && !match.protocol &&
+        match.ports.empty()) {
+      error(mapping, path,
+            "no conditions: set at least one of sourceCIDRs, destinationCIDRs, protocol, "
+            "destinationPorts (or omit match in a rule with a rateLimit, to limit every packet)");
+      return;
+    }
+    // Which address families can still match: each CIDR list that is set narrows them.
+    const auto families = [](const std::vector<Cidr>& list) {
+      bool v4 = list.empty();
+      bool v6 = list.empty();
+      for (const Cidr& c : list) (c.v4 ? v4 : v6) = true;
+      return std::pair(v4, v6);
+    };
+    const auto [sourceV4, sourceV6] = families(match.sources);
+    const auto [destinationV4, destinationV6] = families(match.destinations);
+    if (!(sourceV4 && destinationV4) && !(sourceV6 && destinationV6)) {
+      error(*destinations, fieldPath(path, "destinationCIDRs"),
+            std::string("all blocks are ") + (destinationV4 ? "IPv4" : "IPv6") +
+                " but all sourceCIDRs blocks are " + (sourceV4 ? "IPv4" : "IPv6") +
+                ": a packet is one or the other, so the rule can never match");
+      return;
+    }
+    if (match.protocol == Protocol::icmp || match.protocol == Protocol::icmpv6) {
+      const bool icmp = match.protocol == Protocol::icmp;
+      const bool sourceOk = icmp ? sourceV4 : sourceV6;
+      const bool destinationOk = icmp ? destinationV4 : destinationV6;
+      if (!sourceOk || !destinationOk) {
+        error(*protocolNode, fieldPath(path, "protocol"),
+              std::string(icmp ? "icmp is IPv4 only, but " : "icmpv6 is IPv6 only, but ") +
+                  (sourceOk ? "destinationCIDRs" : "sourceCIDRs") + " has no " +
+                  (icmp ? "IPv4" : "IPv6") + " block, so the rule can never match (use " +
+                  (icmp ? "icmpv6" : "icmp") + " for " + (icmp ? "IPv6" : "IPv4") + ")");
+        return;
+      }
+      if (ports != nullptr) {
+        error(*ports, fieldPath(path, "destinationPorts"),
+              std::string("protocol ") + toString(*match.protocol) +
+                  " has no ports; ports need protocol tcp or udp, or no protocol (then both)");
+      }
+    }
+  }
+
+  // Returns the list node when the field is set (its entries may still have been wrong).
+  const Node* readCidrs(const Fields& fields, const std::string& path, std::string_view name,
+                        std::vector<Cidr>& out) {
+    const Node* list =
+        nonEmptyListField(fields, path, name, kMaxXdpListValues, "omit it to match any address");
+    if (list == nullptr) return nullptr;
+    const std::string listPath = fieldPath(path, name);
+    // Block -> the node that first wrote it ("10.0.0.1" and "10.0.0.1/32" are the same).
+    std::map<Cidr, const Node*> seen;
+    for (size_t i = 0; i < list->children.size(); ++i) {
+      const Node& item = node(list->children[i]);
+      const std::string at = itemPath(listPath, i);
+      if (item.rejected) continue;
+      if (item.kind != NodeKind::scalar || item.type != ScalarType::string) {
+        error(item, at,
+              "expected an address block (a.b.c.d/n, a.b.c.d, x::/n or an IPv6 address), got " +
+                  describe(item));
+        continue;
+      }
+      std::string why;
+      std::optional<Cidr> cidr = parseCidr(item.text, why);
+      if (!cidr) {
+        error(item, at, quoted(item.text) + " " + why);
+        continue;
+      }
+      if (auto [it, inserted] = seen.emplace(*cidr, &item); !inserted) {
+        error(item, at, "duplicate address block " + cidr->str() + firstAt(*it->second));
+        continue;
+      }
+      cidr->position = Position{file_, item.line, item.column};
+      out.push_back(std::move(*cidr));
+    }
+    return list;
+  }
+
+  // Returns the list node when the field is set (its entries may still have been wrong).
+  const Node* readPorts(const Fields& fields, const std::string& path,
+                        std::vector<PortRange>& out) {
+    const Node* list = nonEmptyListField(fields, path, "destinationPorts", kMaxXdpListValues,
+                                         "omit it to match any port");
+    if (list == nullptr) return nullptr;
+    const std::string listPath = fieldPath(path, "destinationPorts");
+    const std::string expected =
+        "a port (an integer 1.." + std::to_string(kMaxPort) + ") or a range (\"lo-hi\")";
+    // (lo, hi) -> the node that first wrote it (443 and "443" are the same).
+    std::map<std::pair<uint16_t, uint16_t>, const Node*> seen;
+    for (size_t i = 0; i < list->children.size(); ++i) {
+      const Node& item = node(list->children[i]);
+      const std::string at = itemPath(listPath, i);
+      if (item.rejected) continue;
+      std::optional<PortRange> range;
+      if (item.kind == NodeKind::scalar && item.type == ScalarType::string) {
+        std::string why;
+        range = parsePortRange(item.text, why);
+        if (!range) error(item, at, quoted(item.text) + " " + why);
+      } else if (auto port = integerValue(item, at, "port", expected, 1, kMaxPort)) {
+        range = PortRange{static_cast<uint16_t>(*port), static_cast<uint16_t>(*port), {}};
+      }
+      if (!range) continue;
+      if (auto [it, inserted] = seen.emplace(std::pair(range->lo, range->hi), &item); !inserted) {
+        error(item, at, "duplicate port " + portText(*range) + firstAt(*it->second));
+        continue;
+      }
+      range->position = Position{file_, item.line, item.column};
+      out.push_back(std::move(*range));
+    }
+    return list;
+  }
+
+  static std::string portText(const PortRange& r) {
+    return r.lo == r.hi ? std::to_string(r.lo) : std::to_string(r.lo) + "-" + std::to_string(r.hi);
+  }
+
+  void readRateLimit(const Node& mapping, const std::string& path, RateLimit& limit) {
+    limit.position = Position{file_, mapping.line, mapping.column};
+    const Fields fields = fieldsOf(mapping, path, {"packetsPerSecond", "burst", "perSourcePrefix"});
+    if (auto pps = integerField(mapping, fields, path, "packetsPerSecond", true, 1,
+                                kMaxPacketsPerSecond)) {
+      limit.packetsPerSecond = *pps;
+    }
+    if (auto burst = integerField(mapping, fields, path, "burst", false, 1, kMaxBurst)) {
+      limit.burst = *burst;
+    }
+    const Node* prefixes = writtenMappingField(fields, path, "perSourcePrefix",
+                                               "remove it for the defaults (ipv4: 32, ipv6: 64)");
+    if (prefixes == nullptr) return;
+    const std::string prefixPath = fieldPath(path, "perSourcePrefix");
+    if (prefixes->children.empty()) {
+      error(*prefixes, prefixPath,
+            "must not be empty; set ipv4, ipv6 or both, or remove it for the defaults (ipv4: 32, "
+            "ipv6: 64)");
+      return;
+    }
+    const Fields prefixFields = fieldsOf(*prefixes, prefixPath, {"ipv4", "ipv6"});
+    if (auto v4 = integerField(*prefixes, prefixFields, prefixPath, "ipv4", false, 0, 32)) {
+      limit.ipv4Prefix = static_cast<int>(*v4);
+    }
+    if (auto v6 = integerField(*prefixes, prefixFields, prefixPath, "ipv6", false, 0, 128)) {
+      limit.ipv6Prefix = static_cast<int>(*v6);
     }
   }
 

@@ -50,26 +50,40 @@ Resolver hostResolver() {
 std::optional<uint32_t> SlotTable::slotFor(const std::string& policy, const std::string& rule) {
   std::string key = policy + "/" + rule;
   if (auto it = byName_.find(key); it != byName_.end()) return it->second;
-  std::vector<bool> used(VIGIL_MAX_EXEC_RULES, false);
-  for (const auto& [_, s] : byName_) used[s] = true;
-  for (uint32_t s = 0; s < VIGIL_MAX_EXEC_RULES; s++) {
-    if (!used[s]) {
-      byName_[key] = s;
-      fresh_.push_back(s);
-      return s;
-    }
+  const uint32_t n = capacity();
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t s = (cursor_ + i) % n;
+    if (used_[s]) continue;
+    used_[s] = true;
+    cursor_ = (s + 1) % n;
+    byName_[key] = s;
+    fresh_.push_back(s);
+    return s;
   }
   return std::nullopt;
 }
 
-std::vector<uint32_t> SlotTable::commit(const std::map<uint32_t, RuleRef>& keep) {
+void SlotTable::adopt(const std::string& policy, const std::string& rule, uint32_t slot) {
+  if (slot >= capacity() || used_[slot]) return;
+  used_[slot] = true;
+  byName_[policy + "/" + rule] = slot;
+}
+
+std::vector<uint32_t> SlotTable::commitKeeping(const std::vector<bool>& keep) {
   for (auto it = byName_.begin(); it != byName_.end();) {
-    it = keep.count(it->second) ? std::next(it) : byName_.erase(it);
+    if (keep[it->second]) {
+      ++it;
+    } else {
+      used_[it->second] = false;
+      it = byName_.erase(it);
+    }
   }
   std::vector<uint32_t> fresh;
   for (uint32_t s : fresh_)
-    if (keep.count(s)) fresh.push_back(s);
+    if (keep[s]) fresh.push_back(s);
   fresh_.clear();
+  // Lowest slots first again, so that a small rule set keeps small slot numbers.
+  cursor_ = 0;
   return fresh;
 }
 

@@ -60,17 +60,33 @@ struct CompiledRules {
 };
 
 // Slots stay with a rule (policy/rule name) across recompiles, so that its kernel hit counter
-// keeps counting; a slot freed by a deleted rule is reused later.
+// keeps counting; a slot freed by a deleted rule is reused later. Exec and XDP rules each have
+// their own table (and kernel counter map).
 class SlotTable {
  public:
+  explicit SlotTable(uint32_t capacity = VIGIL_MAX_EXEC_RULES) : used_(capacity, false) {}
   // The slot of policy/rule, allocating one if needed; nothing when all are taken.
   std::optional<uint32_t> slotFor(const std::string& policy, const std::string& rule);
+  // Records that policy/rule owns slot (read back from the kernel after a restart), so that
+  // its counters carry on. Not "fresh": the counters are kept.
+  void adopt(const std::string& policy, const std::string& rule, uint32_t slot);
   // Frees every slot not in keep; returns the slots that were allocated since the last call
   // (their counters must start from zero).
-  std::vector<uint32_t> commit(const std::map<uint32_t, RuleRef>& keep);
+  template <typename V>
+  std::vector<uint32_t> commit(const std::map<uint32_t, V>& keep) {
+    std::vector<bool> k(used_.size(), false);
+    for (const auto& entry : keep) {
+      if (entry.first < k.size()) k[entry.first] = true;
+    }
+    return commitKeeping(k);
+  }
+  uint32_t capacity() const { return static_cast<uint32_t>(used_.size()); }
 
  private:
+  std::vector<uint32_t> commitKeeping(const std::vector<bool>& keep);
   std::map<std::string, uint32_t> byName_;
+  std::vector<bool> used_;  // by slot
+  uint32_t cursor_ = 0;     // where the search for a free slot starts
   std::vector<uint32_t> fresh_;
 };
 

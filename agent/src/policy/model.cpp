@@ -1,5 +1,7 @@
 #include "policy/model.hpp"
 
+#include <arpa/inet.h>
+
 namespace vigil::policy {
 
 std::string Position::str() const {
@@ -32,6 +34,37 @@ const char* toString(ExecAction a) {
       return "kill";
     case ExecAction::audit:
       return "audit";
+  }
+  return "unknown";
+}
+
+std::string Cidr::str() const {
+  char buf[INET6_ADDRSTRLEN];
+  const char* text = v4 ? inet_ntop(AF_INET, addr.data() + 12, buf, sizeof buf)
+                        : inet_ntop(AF_INET6, addr.data(), buf, sizeof buf);
+  return std::string(text ? text : "?") + "/" + std::to_string(prefix);
+}
+
+const char* toString(XdpAction a) {
+  switch (a) {
+    case XdpAction::drop:
+      return "drop";
+    case XdpAction::pass:
+      return "pass";
+  }
+  return "unknown";
+}
+
+const char* toString(Protocol p) {
+  switch (p) {
+    case Protocol::tcp:
+      return "tcp";
+    case Protocol::udp:
+      return "udp";
+    case Protocol::icmp:
+      return "icmp";
+    case Protocol::icmpv6:
+      return "icmpv6";
   }
   return "unknown";
 }

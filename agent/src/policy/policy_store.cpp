@@ -1,6 +1,7 @@
 #include "policy/policy_store.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -32,32 +33,92 @@ std::optional<std::string> readSmallFile(const std::string& path, std::string* e
   return ss.str();
 }
 
+// Whether two XDP rule sets would put the same thing into the kernel.
+bool sameXdp(const CompiledXdp& a, const CompiledXdp& b) {
+  if (a.entries.size() != b.entries.size() || a.allInterfaces != b.allInterfaces ||
+      a.interfaces != b.interfaces || a.scopes != b.scopes || a.sourceTrie != b.sourceTrie ||
+      a.destinationTrie != b.destinationTrie || a.slots.size() != b.slots.size())
+    return false;
+  if (!a.entries.empty() &&
+      std::memcmp(a.entries.data(), b.entries.data(), a.entries.size() * sizeof a.entries[0]) != 0)
+    return false;
+  for (auto ia = a.slots.begin(), ib = b.slots.begin(); ia != a.slots.end(); ++ia, ++ib) {
+    if (ia->first != ib->first || ia->second.policy != ib->second.policy ||
+        ia->second.rule != ib->second.rule || ia->second.action != ib->second.action ||
+        ia->second.mode != ib->second.mode || ia->second.rateLimited != ib->second.rateLimited)
+      return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 PolicyStore::PolicyStore(Resolver resolver, ApplyFn apply)
-    : resolver_(std::move(resolver)), apply_(std::move(apply)) {}
+    : PolicyStore(std::move(resolver), std::move(apply), XdpResolver{}, nullptr) {}
+
+PolicyStore::PolicyStore(Resolver resolver, ApplyFn apply, XdpResolver xdpResolver,
+                         XdpApplyFn xdpApply)
+    : resolver_(std::move(resolver)),
+      apply_(std::move(apply)),
+      xdpResolver_(std::move(xdpResolver)),
+      xdpApply_(std::move(xdpApply)) {
+  if (!xdpResolver_.interface) {
+    xdpResolver_.interface = [](const std::string&) -> std::optional<InterfaceInfo> {
+      return std::nullopt;
+    };
+  }
+}
+
+void PolicyStore::adoptXdpSlots(
+    const std::vector<std::tuple<std::string, std::string, uint32_t>>& slots) {
+  std::lock_guard lock(mutex_);
+  for (const auto& [policy, rule, slot] : slots) xdpSlots_.adopt(policy, rule, slot);
+}
 
 Status PolicyStore::commit(std::map<std::string, Entry> candidate,
                            std::vector<std::string>* warnings) {
   std::vector<const Policy*> ordered;
   for (const auto& [_, e] : candidate) ordered.push_back(&e.policy);
   SlotTable saved = slots_;  // a rejected version must not move any rule in force
+  SlotTable savedXdp = xdpSlots_;
   CompileResult result = compileExecRules(ordered, slots_, resolver_);
+  XdpCompileResult xdp = compileXdpRules(ordered, xdpSlots_, xdpResolver_);
+  if (!xdpApply_ && !xdp.rules.empty()) {
+    xdp.errors.push_back({Position{}, "XDP rules are not supported by this agent"});
+  }
   if (warnings) {
     for (const auto& w : result.warnings) warnings->push_back(w.str());
+    for (const auto& w : xdp.warnings) warnings->push_back(w.str());
   }
-  if (!result.errors.empty()) {
+  if (!result.errors.empty() || !xdp.errors.empty()) {
     slots_ = std::move(saved);
-    return Error(EINVAL, joinIssues(result.errors));
+    xdpSlots_ = std::move(savedXdp);
+    auto errors = result.errors;
+    errors.insert(errors.end(), xdp.errors.begin(), xdp.errors.end());
+    return Error(EINVAL, joinIssues(errors));
   }
   // Slots that are new since the last commit start their counters from zero.
   auto fresh = slots_.commit(result.rules.slots);
+  auto xdpFresh = xdpSlots_.commit(xdp.rules.slots);
+  // XDP first: attaching to interfaces is what fails most (a missing interface, another
+  // program's attachment). When the exec rules then fail, the XDP rules go back.
+  const bool xdpChanged = xdpApply_ && !sameXdp(xdp.rules, compiledXdp_);
+  if (xdpChanged) {
+    if (auto s = xdpApply_(xdp.rules, xdpFresh); !s) {
+      slots_ = std::move(saved);
+      xdpSlots_ = std::move(savedXdp);
+      return s;
+    }
+  }
   if (auto s = apply_(result.rules, fresh); !s) {
     slots_ = std::move(saved);
+    xdpSlots_ = std::move(savedXdp);
+    if (xdpChanged) xdpApply_(compiledXdp_, {});
     return s;
   }
   entries_ = std::move(candidate);
   compiled_ = std::move(result.rules);
+  compiledXdp_ = std::move(xdp.rules);
   identities_ = resolveIdentities();
   refreshError_.clear();
   return {};
@@ -70,6 +131,13 @@ std::map<std::string, std::string> PolicyStore::resolveIdentities() const {
     ids["file:" + path] = id ? std::to_string(id->dev) + ":" + std::to_string(id->ino) : "";
   };
   for (const auto& [_, e] : entries_) {
+    if (e.policy.xdp) {
+      // A recreated interface (a pod's veth) has a new ifindex.
+      for (const auto& name : e.policy.xdp->interfaces) {
+        auto i = xdpResolver_.interface(name);
+        ids["if:" + name] = i ? std::to_string(i->ifindex) : "";
+      }
+    }
     for (const auto& r : e.policy.exec) {
       for (const auto& b : r.match.binaries) file(b);
       for (const auto& b : r.match.parentBinaries) file(b);
@@ -226,6 +294,9 @@ std::vector<PolicyInfo> PolicyStore::list() const {
   std::map<std::string, PolicyInfo> out;
   std::map<std::string, uint32_t> slotByName;
   for (const auto& [slot, ref] : compiled_.slots) slotByName[ref.policy + "/" + ref.rule] = slot;
+  std::map<std::string, uint32_t> xdpSlotByName;
+  for (const auto& [slot, ref] : compiledXdp_.slots)
+    xdpSlotByName[ref.policy + "/" + ref.rule] = slot;
   for (const auto& [name, e] : entries_) {
     PolicyInfo& info = out[name];
     info.name = name;
@@ -234,6 +305,12 @@ std::vector<PolicyInfo> PolicyStore::list() const {
     for (const auto& r : e.policy.exec) {
       if (auto it = slotByName.find(name + "/" + r.name); it != slotByName.end())
         info.ruleSlots[r.name] = it->second;
+    }
+    if (e.policy.xdp) {
+      for (const auto& r : e.policy.xdp->rules) {
+        if (auto it = xdpSlotByName.find(name + "/" + r.name); it != xdpSlotByName.end())
+          info.xdpRuleSlots[r.name] = it->second;
+      }
     }
   }
   for (const auto& [path, st] : files_) {
@@ -274,6 +351,21 @@ std::optional<RuleRef> PolicyStore::ruleOf(uint32_t slot) const {
   auto it = compiled_.slots.find(slot);
   if (it == compiled_.slots.end()) return std::nullopt;
   return it->second;
+}
+
+std::optional<XdpRuleRef> PolicyStore::xdpRuleOf(uint32_t slot) const {
+  std::lock_guard lock(mutex_);
+  auto it = compiledXdp_.slots.find(slot);
+  if (it == compiledXdp_.slots.end()) return std::nullopt;
+  return it->second;
+}
+
+bool PolicyStore::anyRejected() const {
+  std::lock_guard lock(mutex_);
+  if (!apiErrors_.empty() || !refreshError_.empty()) return true;
+  for (const auto& [_, st] : files_)
+    if (!st.error.empty()) return true;
+  return false;
 }
 
 }  // namespace vigil::policy

@@ -17,6 +17,7 @@
 #include "common/error.hpp"
 #include "policy/document.hpp"
 #include "policy/exec_rules.hpp"
+#include "policy/xdp_rules.hpp"
 
 namespace vigil::policy {
 
@@ -25,7 +26,8 @@ struct PolicyInfo {
   std::string source;  // "api" or "file:PATH"
   std::optional<Policy> policy;  // the version in force, if any
   std::string error;             // why the newest version was rejected
-  std::map<std::string, uint32_t> ruleSlots;
+  std::map<std::string, uint32_t> ruleSlots;     // exec rule name -> slot
+  std::map<std::string, uint32_t> xdpRuleSlots;  // XDP rule name -> slot
 };
 
 struct ApplyOutcome {
@@ -38,7 +40,16 @@ class PolicyStore {
   // Puts compiled rules into force (the kernel maps); freshSlots need zeroed counters.
   using ApplyFn = std::function<Status(const CompiledRules&, const std::vector<uint32_t>&)>;
 
+  // Puts compiled XDP rules into force; called only when they changed.
+  using XdpApplyFn = std::function<Status(const CompiledXdp&, const std::vector<uint32_t>&)>;
+
   PolicyStore(Resolver resolver, ApplyFn apply);
+  // With XDP rules: interfaces are looked up through xdpResolver.
+  PolicyStore(Resolver resolver, ApplyFn apply, XdpResolver xdpResolver, XdpApplyFn xdpApply);
+
+  // XDP rule slots an earlier agent left in the kernel (after a restart), so that rules keep
+  // their slots and counters. Before the first apply.
+  void adoptXdpSlots(const std::vector<std::tuple<std::string, std::string, uint32_t>>& slots);
 
   // vigil policy apply: all documents or none. Errors are "source:line:col: message" lines.
   Expected<ApplyOutcome> applyText(const std::string& text, const std::string& sourceName);
@@ -57,6 +68,9 @@ class PolicyStore {
   std::vector<PolicyInfo> list() const;
   // The rule a kernel slot belongs to, for policy events.
   std::optional<RuleRef> ruleOf(uint32_t slot) const;
+  std::optional<XdpRuleRef> xdpRuleOf(uint32_t slot) const;
+  // Whether some file or API policy is rejected right now.
+  bool anyRejected() const;
 
  private:
   struct Entry {
@@ -78,12 +92,16 @@ class PolicyStore {
 
   Resolver resolver_;
   ApplyFn apply_;
+  XdpResolver xdpResolver_;
+  XdpApplyFn xdpApply_;
   mutable std::mutex mutex_;
   std::map<std::string, Entry> entries_;        // guarded by mutex_
   std::map<std::string, FileState> files_;      // guarded by mutex_, by path
   std::map<std::string, std::string> apiErrors_;  // guarded by mutex_
   SlotTable slots_;                             // guarded by mutex_
   CompiledRules compiled_;                      // guarded by mutex_
+  SlotTable xdpSlots_{VIGIL_XDP_MAX_RULES};     // guarded by mutex_
+  CompiledXdp compiledXdp_;                     // guarded by mutex_
   std::map<std::string, std::string> identities_;  // guarded by mutex_, see resolveIdentities
   std::string refreshError_;                       // guarded by mutex_
 };

@@ -1,5 +1,6 @@
 #include "server/agent.hpp"
 
+#include <net/if.h>
 #include <sys/utsname.h>
 
 #include <filesystem>
@@ -8,10 +9,12 @@
 #include <vigil/policy.h>
 #include <vigil/records.h>
 #include <vigil/stats.h>
+#include <vigil/xdp.h>
 
 #include "common/log.hpp"
 #include "common/mountinfo.hpp"
 #include "events/records.hpp"
+#include "events/xdp_drops.hpp"
 
 #ifndef VIGIL_VERSION
 #define VIGIL_VERSION "dev"
@@ -34,6 +37,7 @@ v1::EventType apiType(size_t recordType) {
   switch (recordType) {
     case VIGIL_REC_EXEC: return v1::EVENT_TYPE_EXEC;
     case VIGIL_REC_EXIT: return v1::EVENT_TYPE_EXIT;
+    case 5: return v1::EVENT_TYPE_DROP;  // Agent::kXdpIndex
     default: return v1::EVENT_TYPE_UNSPECIFIED;  // fork records: lineage only
   }
 }
@@ -125,10 +129,21 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
              : "sigkill (SIGKILL from tp_btf/sched_process_exec, before the new program runs); "
                "bpf_lsm unavailable: " + lsmDetail;
   log::info("exec policy enforcement: " + agent->enforcement_);
+  if (auto s = agent->startXdp(); !s) return s.error();
   agent->policies_ = std::make_unique<policy::PolicyStore>(
-      policy::hostResolver(), [self](const policy::CompiledRules& rules, const std::vector<uint32_t>& fresh) {
+      policy::hostResolver(),
+      [self](const policy::CompiledRules& rules, const std::vector<uint32_t>& fresh) {
         return self->skel_->applyExecRules(rules, fresh);
+      },
+      policy::hostXdpResolver(),
+      [self](const policy::CompiledXdp& rules, const std::vector<uint32_t>& fresh) {
+        return self->applyXdp(rules, fresh);
       });
+  if (agent->xdp_ && agent->xdp_->adopted()) {
+    std::vector<std::tuple<std::string, std::string, uint32_t>> slots;
+    for (const auto& a : agent->xdp_->adoptedSlots()) slots.emplace_back(a.policy, a.rule, a.slot);
+    agent->policies_->adoptXdpSlots(slots);
+  }
   std::error_code dirError;
   if (!std::filesystem::is_directory(cfg.policyDir, dirError)) {
     log::info("policy directory " + cfg.policyDir +
@@ -149,9 +164,17 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
       std::chrono::milliseconds(cfg.drainIntervalMs));
   if (!reader) return reader.error();
   agent->reader_ = std::move(reader.value());
+  if (agent->xdp_) {
+    auto xdpReader = bpf::RingReader::create(
+        agent->xdp_->eventsMapFd(), [self](std::span<const uint8_t> r) { self->onRecord(r); },
+        [self] { self->queueReady_.notify_one(); },
+        std::chrono::milliseconds(cfg.drainIntervalMs));
+    if (!xdpReader) return xdpReader.error();
+    agent->xdpReader_ = std::move(xdpReader.value());
+  }
 
   api::PolicyHooks hooks{agent->policies_.get(), [self] { return self->ruleHits(); },
-                         agent->enforcement_};
+                         agent->enforcement_, [self] { return self->xdpCounters(); }};
   agent->service_ = std::make_unique<api::VigilService>(
       agent->hub_, [self] { return self->status(); }, hooks);
   auto server = api::ApiServer::start(*unixEndpoint, tcpEndpoint, agent->service_.get());
@@ -163,6 +186,7 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   agent->processor_ = std::thread([self] { self->processLoop(); });
   agent->policyThread_ = std::thread([self] { self->policyLoop(); });
   agent->reader_->start();
+  if (agent->xdpReader_) agent->xdpReader_->start();
   for (const auto& p : agent->skel_->programs()) {
     log::info("attached " + p.name + " (" + p.type + "/" + p.attachTo + ", id " +
               std::to_string(p.id) + ")");
@@ -186,6 +210,7 @@ void Agent::stop() {
   hub_.close();  // ends following streams, so the server can shut down promptly
   if (server_) server_->shutdown();
   if (reader_) reader_->stop();
+  if (xdpReader_) xdpReader_->stop();
   {
     std::lock_guard lock(queueMutex_);
     stopping_ = true;
@@ -193,13 +218,28 @@ void Agent::stop() {
   queueReady_.notify_all();
   if (processor_.joinable()) processor_.join();
   reader_.reset();
+  xdpReader_.reset();
   skel_.reset();  // detaches every program, frees every map
-  log::info("stopped: all BPF programs detached");
+  {
+    std::lock_guard lock(xdpMutex_);
+    if (xdp_ && !xdp_->attachments().empty()) {
+      log::info("XDP enforcement stays in force on " +
+                std::to_string(xdp_->attachments().size()) +
+                " interface(s), pinned under " + config_.pinDir +
+                " (vigil-agent --cleanup removes it)");
+    }
+    xdp_.reset();
+  }
+  log::info("stopped: process event programs detached");
+}
+
+size_t Agent::typeIndex(uint16_t type) {
+  if (type == VIGIL_REC_XDP_DROP) return kXdpIndex;
+  return type < kXdpIndex ? type : 0;
 }
 
 void Agent::onRecord(std::span<const uint8_t> raw) {
-  uint16_t type = events::peekType(raw);
-  if (type >= kTypes) type = 0;
+  size_t type = typeIndex(events::peekType(raw));
   std::lock_guard lock(queueMutex_);
   if (queue_.size() >= config_.recordQueueSize) {
     agentDropped_[type]++;
@@ -228,8 +268,11 @@ void Agent::processLoop() {
       batch.swap(queue_);
     }
     for (const auto& raw : batch) {
-      uint16_t type = events::peekType(raw);
-      if (type >= kTypes) type = 0;
+      size_t type = typeIndex(events::peekType(raw));
+      if (type == kXdpIndex) {
+        publishDrop(raw);
+        continue;
+      }
       auto record = events::decode(raw);
       if (!record) {
         malformed_[type]++;
@@ -278,8 +321,109 @@ std::vector<uint64_t> Agent::ruleHits() const {
   return hits ? hits.value() : std::vector<uint64_t>{};
 }
 
+Status Agent::startXdp() {
+  bool xdpOk = false;
+  for (const auto& c : capabilities_) {
+    if (c.name == "xdp") {
+      xdpOk = c.available;
+      if (!c.available) xdpUnavailable_ = c.detail;
+    }
+  }
+  if (!xdpOk) {
+    if (xdpUnavailable_.empty()) xdpUnavailable_ = "not probed";
+    log::warn("XDP unavailable (" + xdpUnavailable_ + "): policies with spec.xdp are rejected");
+    return {};
+  }
+  bpf::XdpOptions o;
+  o.pinDir = config_.pinDir;
+  o.ringBufferBytes = config_.xdpRingBytes;
+  o.samplesPerSecond = config_.xdpDropSamples;
+  o.bucketEntries = config_.xdpRateBuckets;
+  o.force = config_.forceXdp;
+  auto dp = bpf::XdpDataPath::open(o);
+  if (!dp) return dp.error();
+  std::lock_guard lock(xdpMutex_);
+  xdp_ = std::move(dp.value());
+  if (xdp_->adopted()) {
+    xdpHold_ = true;
+    log::info("adopted XDP enforcement pinned under " + config_.pinDir + " by an earlier agent (" +
+              std::to_string(xdp_->attachments().size()) + " interface(s)); it stays in force "
+              "until policies with XDP rules replace it");
+  }
+  return {};
+}
+
+Status Agent::applyXdp(const policy::CompiledXdp& rules, const std::vector<uint32_t>& fresh) {
+  std::lock_guard lock(xdpMutex_);
+  if (!xdp_) return Error(ENOTSUP, "XDP is not available on this node: " + xdpUnavailable_);
+  if (rules.empty() && xdpHold_) {
+    log::info("no policy has XDP rules: keeping the XDP enforcement adopted from an earlier "
+              "agent (remove it with vigil-agent --cleanup)");
+    return {};
+  }
+  auto s = xdp_->apply(rules, fresh);
+  if (s) xdpHold_ = false;
+  return s;
+}
+
+std::map<uint32_t, api::XdpCounters> Agent::xdpCounters() const {
+  std::map<uint32_t, api::XdpCounters> out;
+  std::lock_guard lock(xdpMutex_);
+  if (!xdp_) return out;
+  auto c = xdp_->readCounters();
+  if (!c) return out;
+  for (const auto& [slot, v] : c.value())
+    out[slot] = {v.packets, v.bytes, v.limitedPackets, v.limitedBytes};
+  return out;
+}
+
+std::string Agent::interfaceName(uint32_t ifindex) {
+  auto it = ifnames_.find(ifindex);
+  if (it != ifnames_.end()) return it->second;
+  char buf[IF_NAMESIZE] = {};
+  std::string name = if_indextoname(ifindex, buf) ? buf : "";
+  if (!name.empty() && ifnames_.size() < 4096) ifnames_[ifindex] = name;
+  return name;
+}
+
+void Agent::publishDrop(std::span<const uint8_t> raw) {
+  events::XdpDropNames names{
+      [this](uint32_t slot) -> std::optional<std::pair<std::string, std::string>> {
+        if (auto r = policies_->xdpRuleOf(slot)) return std::make_pair(r->policy, r->rule);
+        return std::nullopt;
+      },
+      [this](uint32_t ifindex) { return interfaceName(ifindex); }};
+  auto ev = events::decodeXdpDrop(raw, names, events::Clock(), config_.nodeName);
+  if (!ev) {
+    malformed_[kXdpIndex]++;
+    log::warn(ev.error().message());
+    return;
+  }
+  seen_[kXdpIndex]++;
+  hub_.publish(std::move(ev.value()));
+}
+
 void Agent::policyLoop() {
   const auto interval = std::chrono::milliseconds(config_.policyPollMs);
+  // What the log last said about each policy: "" in force, else the error.
+  std::map<std::string, std::string> logged;
+  for (const auto& p : policies_->list()) logged[p.name] = p.error;
+  auto logChanges = [&] {
+    std::map<std::string, std::string> now;
+    for (const auto& p : policies_->list()) {
+      now[p.name] = p.error;
+      auto it = logged.find(p.name);
+      if (it != logged.end() && it->second == p.error) continue;
+      if (p.error.empty()) {
+        log::info("policy " + p.name + " from " + p.source + " in force");
+      } else {
+        log::error("policy " + p.name + " from " + p.source + " rejected: " + p.error);
+      }
+    }
+    for (const auto& [name, _] : logged)
+      if (!now.count(name)) log::info("policy " + name + " removed");
+    logged = std::move(now);
+  };
   for (unsigned tick = 1;; tick++) {
     {
       std::unique_lock lock(policyMutex_);
@@ -288,6 +432,15 @@ void Agent::policyLoop() {
     policies_->syncDirectory(config_.policyDir);
     // A replaced binary (package upgrade: new inode) is looked up again about once a second.
     if (tick % 2 == 0) policies_->refreshIdentities();
+    logChanges();
+    {
+      // Rules for every interface follow interfaces that appear (a new pod's veth).
+      std::lock_guard lock(xdpMutex_);
+      if (xdp_ && !xdpHold_) {
+        if (auto s = xdp_->refreshInterfaces(); !s)
+          log::warn("XDP: " + s.error().message());
+      }
+    }
   }
 }
 
@@ -302,8 +455,28 @@ void Agent::nameRule(v1::PolicyEvent* event, uint32_t slot) const {
 
 // Turns new kernel and agent-queue losses into LostEvents on the stream.
 void Agent::reportLosses() {
+  uint64_t xdpLost = reportedXdpLost_;
+  {
+    std::lock_guard lock(xdpMutex_);
+    if (xdp_) {
+      if (auto st = xdp_->readStats()) xdpLost = st.value()[VIGIL_XDP_STAT_RECORDS_LOST];
+    }
+  }
+  if (xdpLost > reportedXdpLost_) {
+    v1::Event ev;
+    *ev.mutable_time() = events::Clock().toTimestamp(events::Clock::monotonicNowNs());
+    ev.set_node_name(config_.nodeName);
+    ev.set_type(v1::EVENT_TYPE_LOST);
+    ev.mutable_lost()->set_source("kernel");
+    ev.mutable_lost()->set_count(xdpLost - reportedXdpLost_);
+    ev.mutable_lost()->set_lost_type(v1::EVENT_TYPE_DROP);
+    log::warn(std::to_string(xdpLost - reportedXdpLost_) +
+              " XDP drop records lost in the kernel (ring buffer full); the packets are counted");
+    reportedXdpLost_ = xdpLost;
+    hub_.publish(std::move(ev));
+  }
   auto stats = skel_->readStats();
-  for (size_t t = 1; t < kTypes; t++) {
+  for (size_t t = 1; t < kXdpIndex; t++) {
     int stat = lostStat(t);
     uint64_t kernel = stats && stat >= 0 ? stats.value()[stat] : reportedKernelLost_[t];
     uint64_t agent = agentDropped_[t].load();
@@ -341,7 +514,7 @@ v1::GetStatusResponse Agent::status() const {
     cap->set_available(c.available);
     cap->set_detail(c.detail);
     cap->set_in_use(c.name == "tp_btf" || c.name == "ring_buffer" || c.name == "btf" ||
-                    c.name == "cgroup_v2");
+                    c.name == "cgroup_v2" || (c.name == "xdp" && xdp_ != nullptr));
   }
   if (skel_) {
     for (const auto& p : skel_->programs()) {
@@ -387,7 +560,56 @@ v1::GetStatusResponse Agent::status() const {
   s.set_process_table_capacity(config_.processTableSize);
   s.set_process_table_evictions(tableEvictions_);
   s.set_api_address(apiDescription_);
+  fillXdpStatus(s.mutable_xdp());
   return s;
+}
+
+void Agent::fillXdpStatus(v1::XdpStatus* out) const {
+  out->set_records_received(seen_[kXdpIndex]);
+  out->set_records_malformed(malformed_[kXdpIndex]);
+  out->set_pin_dir(config_.pinDir);
+  std::lock_guard lock(xdpMutex_);
+  if (!xdp_) {
+    out->set_state("unavailable: " + xdpUnavailable_);
+    return;
+  }
+  out->set_program_id(xdp_->programId());
+  auto attachments = xdp_->attachments();
+  for (const auto& a : attachments) {
+    auto* i = out->add_interfaces();
+    i->set_name(a.ifname);
+    i->set_ifindex(a.ifindex);
+    i->set_mode(a.mode);
+    i->set_link_id(a.linkId);
+  }
+  out->set_state(xdpHold_ ? "adopted" : attachments.empty() ? "idle" : "enforcing");
+  if (auto counters = xdp_->readCounters()) {
+    for (const auto& [slot, c] : counters.value()) {
+      auto* r = out->add_rules();
+      if (auto ref = policies_ ? policies_->xdpRuleOf(slot) : std::nullopt) {
+        r->set_policy(ref->policy);
+        r->set_rule(ref->rule);
+      } else {
+        for (const auto& a : xdp_->adoptedSlots()) {
+          if (a.slot == slot) {
+            r->set_policy(a.policy);
+            r->set_rule(a.rule);
+          }
+        }
+      }
+      r->set_packets(c.packets);
+      r->set_bytes(c.bytes);
+      r->set_limited_packets(c.limitedPackets);
+      r->set_limited_bytes(c.limitedBytes);
+    }
+  }
+  if (auto stats = xdp_->readStats()) {
+    for (size_t i = 0; i < stats->size(); i++) {
+      auto* k = out->add_stats();
+      k->set_name(bpf::XdpDataPath::statName(i));
+      k->set_value(stats.value()[i]);
+    }
+  }
 }
 
 }  // namespace vigil::server

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "bpf/feature_probe.hpp"
 #include "bpf/ring_reader.hpp"
 #include "bpf/skeleton.hpp"
+#include "bpf/xdp_datapath.hpp"
 #include "common/error.hpp"
 #include "events/cgroups.hpp"
 #include "events/process_tracker.hpp"
@@ -45,6 +47,8 @@ class Agent {
   std::vector<uint64_t> ruleHits() const;
   // How exec kills are done here, and why not the better way.
   const std::string& enforcement() const { return enforcement_; }
+  // Kernel counters of the XDP rules, by slot.
+  std::map<uint32_t, api::XdpCounters> xdpCounters() const;
 
  private:
   explicit Agent(const AgentConfig& config);
@@ -54,9 +58,17 @@ class Agent {
   void policyLoop();                             // policy directory watcher thread
   // Fills in the policy and rule a kernel rule slot stands for.
   void nameRule(v1::PolicyEvent* event, uint32_t slot) const;
+  Status startXdp();
+  Status applyXdp(const policy::CompiledXdp& rules, const std::vector<uint32_t>& fresh);
+  void publishDrop(std::span<const uint8_t> raw);
+  std::string interfaceName(uint32_t ifindex);  // decoder thread
+  void fillXdpStatus(v1::XdpStatus* out) const;
 
-  // Per record type (enum vigil_record_type), index 0 unused.
-  static constexpr size_t kTypes = 5;
+  // Per record type: enum vigil_record_type 1..4, and kXdpIndex for XDP drop records; 0 is
+  // "unknown".
+  static constexpr size_t kTypes = 6;
+  static constexpr size_t kXdpIndex = 5;
+  static size_t typeIndex(uint16_t type);
   using Counters = std::array<std::atomic<uint64_t>, kTypes>;
 
   const AgentConfig config_;
@@ -68,6 +80,16 @@ class Agent {
   std::unique_ptr<bpf::Skeleton> skel_;
   std::unique_ptr<bpf::RingReader> reader_;
   std::unique_ptr<policy::PolicyStore> policies_;
+  // XDP filter; null where this kernel cannot run it (xdpUnavailable_ says why).
+  mutable std::mutex xdpMutex_;
+  std::unique_ptr<bpf::XdpDataPath> xdp_;   // guarded by xdpMutex_ (the pointer is set once)
+  std::string xdpUnavailable_;
+  // Enforcement adopted from an earlier agent is kept until a policy with XDP rules replaces
+  // it: a restart never opens a hole, even when the policy files are missing or broken.
+  bool xdpHold_ = false;                     // guarded by xdpMutex_
+  std::unique_ptr<bpf::RingReader> xdpReader_;
+  std::map<uint32_t, std::string> ifnames_;  // decoder thread only
+  uint64_t reportedXdpLost_ = 0;             // decoder thread only
   std::string enforcement_;
   std::thread policyThread_;
   std::mutex policyMutex_;

@@ -24,6 +24,12 @@ struct AgentConfig {
   // Watched for policy files (*.yaml, *.yml); a mounted ConfigMap works as it is.
   std::string policyDir = "/etc/vigil/policies";
   uint32_t policyPollMs = 500;
+  // XDP packet filter. Its maps and links are pinned under <pinDir>/xdp and outlive the agent.
+  std::string pinDir = "/sys/fs/bpf/vigil";
+  bool forceXdp = false;               // replace another program's XDP attachment
+  uint32_t xdpDropSamples = 100;       // drop records per rule per second
+  uint32_t xdpRingBytes = 1u << 20;    // drop-record ring buffer
+  uint32_t xdpRateBuckets = 65536;     // rate-limit buckets (sources x rules), LRU
 };
 
 }  // namespace vigil::server
