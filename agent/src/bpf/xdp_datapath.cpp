@@ -196,6 +196,7 @@ struct XdpDataPath::Impl {
 
   Status pinMaps() {
     if (dir.empty() || pinned) return {};
+    if (auto s = ensureBpffs(options.pinDir); !s) return s;
     if (auto s = makeDir(options.pinDir); !s) return s;
     for (const char* sub : {"", "/maps", "/links"}) {
       if (auto s = makeDir(dir + sub); !s) return s;
@@ -261,22 +262,44 @@ struct XdpDataPath::Impl {
     }
   }
 
+  // Another program's XDP attachment on ifindex, described ("XDP program "x" (id 7, native
+  // mode, held by pid 812 (xdp-loader))"), or empty when there is none (or it is ours).
+  std::string foreignProgram(uint32_t ifindex, bpf_xdp_query_opts* q) const {
+    if (bpf_xdp_query(static_cast<int>(ifindex), 0, q) != 0 || q->prog_id == 0 ||
+        q->prog_id == progId())
+      return {};
+    const char* mode = q->attach_mode == XDP_ATTACHED_SKB     ? "generic"
+                       : q->attach_mode == XDP_ATTACHED_HW    ? "offload"
+                       : q->attach_mode == XDP_ATTACHED_MULTI ? "multiple"
+                                                              : "native";
+    std::string holder = holderOf(q->prog_id);
+    return "XDP program \"" + progName(q->prog_id) + "\" (id " + std::to_string(q->prog_id) +
+           ", " + mode + " mode" + (holder.empty() ? std::string() : ", held by " + holder) + ")";
+  }
+
+  Status refuseForeign(const std::string& ifname, const std::string& who) const {
+    return Error(0, "interface " + ifname + " already has " + who +
+                        "; Vigil does not replace another program's attachment unless "
+                        "vigil-agent runs with --force");
+  }
+
+  // Before anything changes: every interface the rule set needs and does not have yet is
+  // free, or --force allows taking it.
+  Status checkInterfaces(const policy::CompiledXdp& rules) const {
+    if (!options.attach || options.force) return {};
+    for (const auto& [name, ifindex] : wantedInterfaces(rules)) {
+      if (links.count(name)) continue;
+      LIBBPF_OPTS(bpf_xdp_query_opts, q);
+      if (std::string who = foreignProgram(ifindex, &q); !who.empty())
+        return refuseForeign(name, who);
+    }
+    return {};
+  }
+
   Status attach(const std::string& ifname, uint32_t ifindex) {
     LIBBPF_OPTS(bpf_xdp_query_opts, q);
-    if (bpf_xdp_query(static_cast<int>(ifindex), 0, &q) == 0 && q.prog_id != 0 &&
-        q.prog_id != progId()) {
-      const char* mode = q.attach_mode == XDP_ATTACHED_SKB   ? "generic"
-                         : q.attach_mode == XDP_ATTACHED_HW  ? "offload"
-                         : q.attach_mode == XDP_ATTACHED_MULTI ? "multiple"
-                                                               : "native";
-      std::string holder = holderOf(q.prog_id);
-      std::string who = "XDP program \"" + progName(q.prog_id) + "\" (id " +
-                        std::to_string(q.prog_id) + ", " + mode + " mode" +
-                        (holder.empty() ? std::string() : ", held by " + holder) + ")";
-      if (!options.force)
-        return Error(0, "interface " + ifname + " already has " + who +
-                            "; Vigil does not replace another program's attachment unless "
-                            "vigil-agent runs with --force");
+    if (std::string who = foreignProgram(ifindex, &q); !who.empty()) {
+      if (!options.force) return refuseForeign(ifname, who);
       log::warn("replacing " + who + " on " + ifname + " (--force)");
       if (Fd other = findXdpLink(ifindex); other.get() >= 0) {
         if (bpf_link_detach(other.get()) != 0)
@@ -329,10 +352,10 @@ struct XdpDataPath::Impl {
     log::info("XDP filter detached from " + ifname);
   }
 
-  // The interfaces the rule set in force needs, by name.
-  std::map<std::string, uint32_t> wantedInterfaces() const {
-    std::map<std::string, uint32_t> want = current.interfaces;
-    if (current.allInterfaces) {
+  // The interfaces a rule set needs, by name.
+  static std::map<std::string, uint32_t> wantedInterfaces(const policy::CompiledXdp& rules) {
+    std::map<std::string, uint32_t> want = rules.interfaces;
+    if (rules.allInterfaces) {
       if (struct if_nameindex* all = if_nameindex()) {
         for (auto* i = all; i->if_index != 0; i++) {
           if (!isLoopback(i->if_name)) want.emplace(i->if_name, i->if_index);
@@ -345,7 +368,7 @@ struct XdpDataPath::Impl {
 
   Status syncInterfaces() {
     if (!options.attach) return {};
-    auto want = wantedInterfaces();
+    auto want = wantedInterfaces(current);
     for (auto it = links.begin(); it != links.end();) {
       auto w = want.find(it->first);
       if (w == want.end() || w->second != it->second.ifindex) {
@@ -368,7 +391,9 @@ struct XdpDataPath::Impl {
       detach(name);
     }
     if (dir.empty()) return {};
-    for (bpf_map* map : pinnedMaps()) bpf_map__unpin(map, nullptr);
+    if (pinned) {
+      for (bpf_map* map : pinnedMaps()) bpf_map__unpin(map, nullptr);
+    }
     pinned = false;
     return cleanup(dir.substr(0, dir.size() - 4));
   }
@@ -388,8 +413,7 @@ Expected<std::unique_ptr<XdpDataPath>> XdpDataPath::open(const XdpOptions& optio
     return Error(err, "size the rate-limit table");
 
   if (!options.pinDir.empty()) {
-    if (auto s = ensureBpffs(options.pinDir); !s) return s.error();
-    if (auto s = makeDir(options.pinDir); !s) return s.error();
+    // bpffs is mounted and the directories made only when there is something to pin.
     d.dir = options.pinDir + "/xdp";
     self->adopted_ = exists(d.dir + "/maps/vigil_xdp_state");
     if (self->adopted_) {
@@ -475,6 +499,7 @@ Status XdpDataPath::apply(const policy::CompiledXdp& rules,
     d.haveRules = false;
     return d.unpinAll();
   }
+  if (auto s = d.checkInterfaces(rules); !s) return s;
   if (auto s = d.pinMaps(); !s) return s;
 
   const uint32_t next = 1 - d.gen;

@@ -107,6 +107,9 @@ Status PolicyStore::commit(std::map<std::string, Entry> candidate,
     if (auto s = xdpApply_(xdp.rules, xdpFresh); !s) {
       slots_ = std::move(saved);
       xdpSlots_ = std::move(savedXdp);
+      // It may have failed half-way (an interface refused after the switch): the previous
+      // rule set goes back into force.
+      xdpApply_(compiledXdp_, {});
       return s;
     }
   }

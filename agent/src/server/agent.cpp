@@ -408,6 +408,7 @@ void Agent::policyLoop() {
   // What the log last said about each policy: "" in force, else the error.
   std::map<std::string, std::string> logged;
   for (const auto& p : policies_->list()) logged[p.name] = p.error;
+  std::string refreshError;
   auto logChanges = [&] {
     std::map<std::string, std::string> now;
     for (const auto& p : policies_->list()) {
@@ -437,8 +438,12 @@ void Agent::policyLoop() {
       // Rules for every interface follow interfaces that appear (a new pod's veth).
       std::lock_guard lock(xdpMutex_);
       if (xdp_ && !xdpHold_) {
-        if (auto s = xdp_->refreshInterfaces(); !s)
-          log::warn("XDP: " + s.error().message());
+        auto s = xdp_->refreshInterfaces();
+        std::string error = s ? "" : s.error().message();
+        if (error != refreshError) {  // said once, not every tick
+          if (!error.empty()) log::warn("XDP: " + error);
+          refreshError = error;
+        }
       }
     }
   }
