@@ -10,7 +10,7 @@ DEB_PACKAGES := \
 	build-essential cmake make pkg-config git \
 	clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev \
 	protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev \
-	libcli11-dev libgtest-dev libgmock-dev \
+	libcli11-dev libgtest-dev libgmock-dev libfyaml-dev \
 	bpftrace iproute2 procps util-linux coreutils python3
 
 .PHONY: all deps build run test bench vmlinux format clean
@@ -45,8 +45,26 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 600
 
-bench: build
-	bench/run.sh $(BUILD)
+# Both benchmarks run even if the first cannot; the status says whether either could not run.
+bench: build bench-deps
+	@rc=0; bench/run.sh $(BUILD) || rc=1; bench/run_xdp.sh $(BUILD) || rc=1; exit $$rc
+
+# Debian packages only the benchmarks need (the XDP flood's sender, the filters it compares,
+# ethtool for the veth set-up). Idempotent, like deps.
+BENCH_PACKAGES := xdp-tools netsniff-ng nftables iptables ethtool
+
+.PHONY: bench-deps
+bench-deps:
+	@missing=$$(for p in $(BENCH_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing:" $$missing; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+		echo "bench-deps: all $(words $(BENCH_PACKAGES)) Debian packages present"; \
+	fi
 
 # Regenerates the committed vmlinux.h from the running kernel's BTF.
 vmlinux:

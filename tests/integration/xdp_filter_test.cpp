@@ -68,8 +68,8 @@ class XdpFilterTest : public ::testing::Test {
   // Applies one policy named `name` with these rules on the host end of the veth.
   void apply(const std::string& name, const std::string& rules) {
     std::string yaml = "apiVersion: vigil.dev/v1alpha1\nkind: Policy\nmetadata: {name: " + name +
-                       "}\nspec:\n  xdp:\n    interfaces: [" + veth().hostIf() +
-                       "]\n    rules:\n" + rules;
+                       "}\nspec:\n  xdp:\n    interfaces: [" + veth().hostIf() + "]\n    rules:\n" +
+                       rules;
     auto outcome = agent().policies().applyText(yaml, name + ".yaml");
     ASSERT_TRUE(outcome.ok()) << outcome.error().message() << "\n" << yaml;
     applied_.push_back(name);
@@ -119,8 +119,8 @@ constexpr uint64_t kUdp4Frame = 14 + 20 + 8 + kPayload;
 constexpr uint64_t kUdp6Frame = 14 + 40 + 8 + kPayload;
 
 TEST_F(XdpFilterTest, DropsByIpv4SourceCidrAndCountsExactly) {
-  apply("cidr4", "      - name: deny-peer4\n        match: {sourceCIDRs: [" + veth().peerV4() +
-                     "/32]}\n");
+  apply("cidr4",
+        "      - name: deny-peer4\n        match: {sourceCIDRs: [" + veth().peerV4() + "/32]}\n");
   UdpSink sink(veth().hostV4());
   UdpSink sink6(veth().hostV6());
   UdpFlood flood(veth().nsName(), veth().hostV4(), sink.port());
@@ -185,9 +185,10 @@ TEST_F(XdpFilterTest, DropsByProtocol) {
 
 TEST_F(XdpFilterTest, AuditRuleCountsAndReportsWithoutDropping) {
   UdpSink sink(veth().hostV4());
-  apply("audit", "      - name: audit-port\n        mode: audit\n        match: {protocol: udp, "
-                 "destinationPorts: [" +
-                     std::to_string(sink.port()) + "]}\n");
+  apply("audit",
+        "      - name: audit-port\n        mode: audit\n        match: {protocol: udp, "
+        "destinationPorts: [" +
+            std::to_string(sink.port()) + "]}\n");
   UdpFlood flood(veth().nsName(), veth().hostV4(), sink.port());
   flood.send(40, 1000, 8, kPayload);
   ASSERT_TRUE(sink.waitFor(40, 3s)) << sink.datagrams();
@@ -210,15 +211,16 @@ TEST_F(XdpFilterTest, AuditRuleCountsAndReportsWithoutDropping) {
 
 TEST_F(XdpFilterTest, DropEventsAreSampledButEveryPacketIsCounted) {
   UdpSink sink(veth().hostV4());
-  apply("sampled", "      - name: deny-sampled\n        match: {protocol: udp, "
-                   "destinationPorts: [" +
-                       std::to_string(sink.port()) + "]}\n");
+  apply("sampled",
+        "      - name: deny-sampled\n        match: {protocol: udp, "
+        "destinationPorts: [" +
+            std::to_string(sink.port()) + "]}\n");
   UdpFlood flood(veth().nsName(), veth().hostV4(), sink.port());
   // 3,000 packets in well under a second: more than the 100 records per second per rule.
   auto r = flood.send(3000, 0, 9, kPayload);
   ASSERT_EQ(r.sent, 3000u);
-  ASSERT_TRUE(testing::waitUntil(
-      [&] { return counters("sampled", "deny-sampled").packets == 3000; }, 3s));
+  ASSERT_TRUE(
+      testing::waitUntil([&] { return counters("sampled", "deny-sampled").packets == 3000; }, 3s));
   std::this_thread::sleep_for(300ms);  // the agent drains the ring every 50 ms
   auto events = drops("deny-sampled");
   EXPECT_GE(events.size(), 1u);
@@ -257,18 +259,20 @@ TEST_F(XdpFilterTest, RejectedXdpPolicyLeavesThePreviousRulesInForce) {
   UdpSink sink(veth().hostV4());
   apply("keep", "      - name: deny-keep\n        match: {protocol: udp, destinationPorts: [" +
                     std::to_string(sink.port()) + "]}\n");
-  std::string bad = "apiVersion: vigil.dev/v1alpha1\nkind: Policy\nmetadata: {name: keep}\n"
-                    "spec:\n  xdp:\n    rules:\n      - name: deny-keep\n        match: "
-                    "{sourceCIDRs: [10.0.0.1/8]}\n";
+  std::string bad =
+      "apiVersion: vigil.dev/v1alpha1\nkind: Policy\nmetadata: {name: keep}\n"
+      "spec:\n  xdp:\n    rules:\n      - name: deny-keep\n        match: "
+      "{sourceCIDRs: [10.0.0.1/8]}\n";
   auto outcome = agent().policies().applyText(bad, "bad.yaml");
   ASSERT_FALSE(outcome.ok());
   EXPECT_NE(outcome.error().context().find("bad.yaml:8:"), std::string::npos)
       << outcome.error().context();
   EXPECT_NE(outcome.error().context().find("10.0.0.0/8"), std::string::npos)
       << outcome.error().context();
-  std::string missing = "apiVersion: vigil.dev/v1alpha1\nkind: Policy\nmetadata: {name: keep}\n"
-                        "spec:\n  xdp:\n    interfaces: [vigil-nosuch0]\n    rules:\n      - "
-                        "name: deny-keep\n        match: {protocol: tcp}\n";
+  std::string missing =
+      "apiVersion: vigil.dev/v1alpha1\nkind: Policy\nmetadata: {name: keep}\n"
+      "spec:\n  xdp:\n    interfaces: [vigil-nosuch0]\n    rules:\n      - "
+      "name: deny-keep\n        match: {protocol: tcp}\n";
   outcome = agent().policies().applyText(missing, "missing.yaml");
   ASSERT_FALSE(outcome.ok());
   EXPECT_NE(outcome.error().context().find("missing.yaml:6:"), std::string::npos)
@@ -317,8 +321,7 @@ TEST_F(XdpFilterTest, CraftedFramesBehaveAsDocumented) {
   {
     FrameBuilder deep = v6();
     for (int i = 0; i < VIGIL_XDP_MAX_V6_EXT + 1; i++) deep.destOptions();
-    add("IPv6 extension headers deeper than the walk: ports unknown", deep.udp(4000, kPort),
-        false);
+    add("IPv6 extension headers deeper than the walk: ports unknown", deep.udp(4000, kPort), false);
   }
   const uint64_t expectDropped =
       std::count_if(cases.begin(), cases.end(), [](const Case& c) { return c.dropped; });
@@ -374,6 +377,30 @@ TEST_F(XdpFilterTest, AddressRulesStillMatchFragmentsAndTruncatedL4) {
   EXPECT_EQ(counters("addr", "deny-peer").packets, frames.size());
 }
 
+TEST_F(XdpFilterTest, FallsBackToGenericModeWhereTheDriverHasNoNativeXdp) {
+  // A bridge device has no XDP support in its driver (nothing is enslaved to it).
+  const std::string bridge = "vgb" + std::to_string(getpid() % 100000);
+  ASSERT_EQ(testing::runCommand({"ip", "link", "add", bridge, "type", "bridge"}).status, 0);
+  struct Remove {
+    std::string name;
+    ~Remove() { testing::runCommand({"ip", "link", "del", name}); }
+  } remove{bridge};
+  std::string yaml =
+      "apiVersion: vigil.dev/v1alpha1\nkind: Policy\nmetadata: {name: generic}\n"
+      "spec:\n  xdp:\n    interfaces: [" +
+      bridge + "]\n    rules:\n      - name: deny-udp\n        match: {protocol: udp}\n";
+  auto outcome = agent().policies().applyText(yaml, "generic.yaml");
+  ASSERT_TRUE(outcome.ok()) << outcome.error().message();
+  applied_.push_back("generic");
+  bool found = false;
+  for (const auto& i : agent().status().xdp().interfaces()) {
+    if (i.name() != bridge) continue;
+    found = true;
+    EXPECT_EQ(i.mode(), "generic");
+  }
+  EXPECT_TRUE(found);
+}
+
 // A tiny XDP program attached by "someone else".
 int loadForeignXdp() {
   struct bpf_insn insns[] = {
@@ -390,10 +417,10 @@ TEST_F(XdpFilterTest, RefusesAnotherProgramsAttachmentUnlessForced) {
   ASSERT_GE(prog, 0) << strerror(errno);
   ASSERT_EQ(bpf_xdp_attach(other->hostIfindex(), prog, XDP_FLAGS_SKB_MODE, nullptr), 0);
 
-  std::string yaml = "apiVersion: vigil.dev/v1alpha1\nkind: Policy\nmetadata: {name: conflict}\n"
-                     "spec:\n  xdp:\n    interfaces: [" +
-                     other->hostIf() +
-                     "]\n    rules:\n      - name: deny-any\n        match: {protocol: udp}\n";
+  std::string yaml =
+      "apiVersion: vigil.dev/v1alpha1\nkind: Policy\nmetadata: {name: conflict}\n"
+      "spec:\n  xdp:\n    interfaces: [" +
+      other->hostIf() + "]\n    rules:\n      - name: deny-any\n        match: {protocol: udp}\n";
   auto parsed = policy::parsePolicies(yaml, "conflict.yaml");
   ASSERT_TRUE(parsed.ok()) << parsed.errorText();
   policy::SlotTable slots(VIGIL_XDP_MAX_RULES);

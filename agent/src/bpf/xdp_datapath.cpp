@@ -11,12 +11,11 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
+#include <vigil/xdp.h>
 
 #include <cstring>
 #include <fstream>
 #include <set>
-
-#include <vigil/xdp.h>
 
 #include "common/log.hpp"
 #include "vigil_xdp.skel.h"
@@ -179,9 +178,9 @@ struct XdpDataPath::Impl {
 
   std::vector<bpf_map*> pinnedMaps() const {
     auto& m = skel->maps;
-    return {m.vigil_xdp_src,  m.vigil_xdp_dst,   m.vigil_xdp_ents, m.vigil_xdp_ifs,
+    return {m.vigil_xdp_src,   m.vigil_xdp_dst,  m.vigil_xdp_ents,  m.vigil_xdp_ifs,
             m.vigil_xdp_state, m.vigil_xdp_ctrs, m.vigil_xdp_names, m.vigil_xdp_bkts,
-            m.vigil_xdp_ring, m.vigil_xdp_stats};
+            m.vigil_xdp_ring,  m.vigil_xdp_stats};
   }
   std::string mapPin(bpf_map* map) const { return dir + "/maps/" + bpf_map__name(map); }
   std::string linkPin(const std::string& ifname) const { return dir + "/links/" + ifname; }
@@ -216,8 +215,8 @@ struct XdpDataPath::Impl {
     }
     uint32_t zero = 0;
     int fd = barrierInner.get();
-    if (int err = bpf_map__update_elem(skel->maps.vigil_xdp_bar, &zero, sizeof zero, &fd,
-                                       sizeof fd, BPF_ANY))
+    if (int err = bpf_map__update_elem(skel->maps.vigil_xdp_bar, &zero, sizeof zero, &fd, sizeof fd,
+                                       BPF_ANY))
       return Error(err, "wait for XDP programs using the old rule set");
     return {};
   }
@@ -273,8 +272,8 @@ struct XdpDataPath::Impl {
                        : q->attach_mode == XDP_ATTACHED_MULTI ? "multiple"
                                                               : "native";
     std::string holder = holderOf(q->prog_id);
-    return "XDP program \"" + progName(q->prog_id) + "\" (id " + std::to_string(q->prog_id) +
-           ", " + mode + " mode" + (holder.empty() ? std::string() : ", held by " + holder) + ")";
+    return "XDP program \"" + progName(q->prog_id) + "\" (id " + std::to_string(q->prog_id) + ", " +
+           mode + " mode" + (holder.empty() ? std::string() : ", held by " + holder) + ")";
   }
 
   Status refuseForeign(const std::string& ifname, const std::string& who) const {
@@ -305,7 +304,7 @@ struct XdpDataPath::Impl {
         if (bpf_link_detach(other.get()) != 0)
           return Error(errno, "detach the XDP link of " + who + " from " + ifname);
       } else {
-        uint32_t flags = q.attach_mode == XDP_ATTACHED_SKB ? XDP_FLAGS_SKB_MODE
+        uint32_t flags = q.attach_mode == XDP_ATTACHED_SKB  ? XDP_FLAGS_SKB_MODE
                          : q.attach_mode == XDP_ATTACHED_HW ? XDP_FLAGS_HW_MODE
                                                             : XDP_FLAGS_DRV_MODE;
         if (bpf_xdp_detach(static_cast<int>(ifindex), flags, nullptr) != 0)
@@ -332,8 +331,7 @@ struct XdpDataPath::Impl {
     if (!dir.empty()) {
       const std::string path = linkPin(ifname);
       ::unlink(path.c_str());  // a stale pin of an interface that was recreated
-      if (bpf_obj_pin(link.get(), path.c_str()) != 0)
-        return Error(errno, "pin XDP link " + path);
+      if (bpf_obj_pin(link.get(), path.c_str()) != 0) return Error(errno, "pin XDP link " + path);
     }
     bpf_link_info info{};
     uint32_t len = sizeof info;
@@ -408,7 +406,8 @@ Expected<std::unique_ptr<XdpDataPath>> XdpDataPath::open(const XdpOptions& optio
   if (!d.skel) return Error(errno, "open BPF object vigil_xdp");
   auto& m = d.skel->maps;
   if (int err = bpf_map__set_max_entries(m.vigil_xdp_ring, options.ringBufferBytes))
-    return Error(err, "size the XDP drop-record ring to " + std::to_string(options.ringBufferBytes));
+    return Error(err,
+                 "size the XDP drop-record ring to " + std::to_string(options.ringBufferBytes));
   if (int err = bpf_map__set_max_entries(m.vigil_xdp_bkts, options.bucketEntries))
     return Error(err, "size the rate-limit table");
 
@@ -504,8 +503,8 @@ Status XdpDataPath::apply(const policy::CompiledXdp& rules,
 
   const uint32_t next = 1 - d.gen;
   const uint32_t nEntries = static_cast<uint32_t>(rules.entries.size());
-  Fd ents = createInner(BPF_MAP_TYPE_ARRAY, "vigil_xdp_ent", 4, sizeof(vigil_xdp_entry),
-                        nEntries, BPF_F_INNER_MAP);
+  Fd ents = createInner(BPF_MAP_TYPE_ARRAY, "vigil_xdp_ent", 4, sizeof(vigil_xdp_entry), nEntries,
+                        BPF_F_INNER_MAP);
   if (ents.get() < 0) return Error(errno, "create the XDP entry array");
   if (nEntries > 0) {
     std::vector<uint32_t> keys(nEntries);
@@ -581,11 +580,9 @@ Status XdpDataPath::apply(const policy::CompiledXdp& rules,
   vigil_xdp_state st{};
   st.gen = next;
   st.flags = VIGIL_XDP_S_ACTIVE | (src.get() >= 0 ? VIGIL_XDP_S_SRC : 0) |
-             (dst.get() >= 0 ? VIGIL_XDP_S_DST : 0) |
-             (rules.scoped() ? VIGIL_XDP_S_SCOPED : 0);
-  st.sample_per_cpu =
-      std::max<uint32_t>(1, (d.options.samplesPerSecond + std::max(ncpu, 1) - 1) /
-                                static_cast<uint32_t>(std::max(ncpu, 1)));
+             (dst.get() >= 0 ? VIGIL_XDP_S_DST : 0) | (rules.scoped() ? VIGIL_XDP_S_SCOPED : 0);
+  st.sample_per_cpu = std::max<uint32_t>(1, (d.options.samplesPerSecond + std::max(ncpu, 1) - 1) /
+                                                static_cast<uint32_t>(std::max(ncpu, 1)));
   st.abi = VIGIL_XDP_ABI_VERSION;
   if (int err = bpf_map__update_elem(m.vigil_xdp_state, &zero, sizeof zero, &st, sizeof st, 0))
     return Error(err, "switch to the new XDP rule set");

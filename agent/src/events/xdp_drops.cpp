@@ -1,28 +1,32 @@
 #include "events/xdp_drops.hpp"
 
 #include <arpa/inet.h>
+#include <vigil/xdp.h>
 
 #include <cstring>
-
-#include <vigil/xdp.h>
 
 namespace vigil::events {
 namespace {
 
 std::string address(const uint8_t (&a)[16], bool v4) {
   char buf[INET6_ADDRSTRLEN] = {};
-  const char* s = v4 ? inet_ntop(AF_INET, a + 12, buf, sizeof buf)
-                     : inet_ntop(AF_INET6, a, buf, sizeof buf);
+  const char* s =
+      v4 ? inet_ntop(AF_INET, a + 12, buf, sizeof buf) : inet_ntop(AF_INET6, a, buf, sizeof buf);
   return s ? s : "?";
 }
 
 const char* verdictName(uint8_t v) {
   switch (v) {
-    case VIGIL_XDP_V_DROPPED: return "dropped";
-    case VIGIL_XDP_V_AUDIT: return "audit";
-    case VIGIL_XDP_V_RATE_DROPPED: return "rate-limited";
-    case VIGIL_XDP_V_RATE_AUDIT: return "rate-limit-audit";
-    default: return nullptr;
+    case VIGIL_XDP_V_DROPPED:
+      return "dropped";
+    case VIGIL_XDP_V_AUDIT:
+      return "audit";
+    case VIGIL_XDP_V_RATE_DROPPED:
+      return "rate-limited";
+    case VIGIL_XDP_V_RATE_AUDIT:
+      return "rate-limit-audit";
+    default:
+      return nullptr;
   }
 }
 
@@ -30,11 +34,16 @@ const char* verdictName(uint8_t v) {
 
 std::string protocolName(uint8_t proto) {
   switch (proto) {
-    case 6: return "tcp";
-    case 17: return "udp";
-    case 1: return "icmp";
-    case 58: return "icmpv6";
-    default: return std::to_string(proto);
+    case 6:
+      return "tcp";
+    case 17:
+      return "udp";
+    case 1:
+      return "icmp";
+    case 58:
+      return "icmpv6";
+    default:
+      return std::to_string(proto);
   }
 }
 

@@ -186,8 +186,8 @@ Status PolicyStore::remove(const std::string& name) {
     return Error(ENOENT, "no policy named " + name);
   }
   if (it->second.source != "api") {
-    return Error(EPERM, "policy " + name + " comes from " + it->second.source +
-                            "; remove it from there");
+    return Error(EPERM,
+                 "policy " + name + " comes from " + it->second.source + "; remove it from there");
   }
   auto candidate = entries_;
   candidate.erase(name);
@@ -245,8 +245,8 @@ void PolicyStore::syncDirectory(const std::string& dir) {
     for (const auto& p : parsed.policies) {
       auto it = candidate.find(p.name);
       if (it != candidate.end() && it->second.source != "file:" + path) {
-        conflict = p.position.str() + ": policy " + p.name + " is already defined by " +
-                   it->second.source;
+        conflict =
+            p.position.str() + ": policy " + p.name + " is already defined by " + it->second.source;
         break;
       }
     }

@@ -2,14 +2,13 @@
 
 #include <net/if.h>
 #include <sys/utsname.h>
-
-#include <filesystem>
 #include <unistd.h>
-
 #include <vigil/policy.h>
 #include <vigil/records.h>
 #include <vigil/stats.h>
 #include <vigil/xdp.h>
+
+#include <filesystem>
 
 #include "common/log.hpp"
 #include "common/mountinfo.hpp"
@@ -35,20 +34,28 @@ std::string hostName() {
 
 v1::EventType apiType(size_t recordType) {
   switch (recordType) {
-    case VIGIL_REC_EXEC: return v1::EVENT_TYPE_EXEC;
-    case VIGIL_REC_EXIT: return v1::EVENT_TYPE_EXIT;
-    case 5: return v1::EVENT_TYPE_DROP;  // Agent::kXdpIndex
-    default: return v1::EVENT_TYPE_UNSPECIFIED;  // fork records: lineage only
+    case VIGIL_REC_EXEC:
+      return v1::EVENT_TYPE_EXEC;
+    case VIGIL_REC_EXIT:
+      return v1::EVENT_TYPE_EXIT;
+    case 5:
+      return v1::EVENT_TYPE_DROP;  // Agent::kXdpIndex
+    default:
+      return v1::EVENT_TYPE_UNSPECIFIED;  // fork records: lineage only
   }
 }
 
 // Kernel stat counting ring-buffer-full losses for a record type.
 int lostStat(size_t recordType) {
   switch (recordType) {
-    case VIGIL_REC_EXEC: return VIGIL_STAT_EXEC_LOST;
-    case VIGIL_REC_EXIT: return VIGIL_STAT_EXIT_LOST;
-    case VIGIL_REC_FORK: return VIGIL_STAT_FORK_LOST;
-    default: return -1;
+    case VIGIL_REC_EXEC:
+      return VIGIL_STAT_EXEC_LOST;
+    case VIGIL_REC_EXIT:
+      return VIGIL_STAT_EXIT_LOST;
+    case VIGIL_REC_FORK:
+      return VIGIL_STAT_FORK_LOST;
+    default:
+      return -1;
   }
 }
 
@@ -86,8 +93,7 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   bpf::installLibbpfLogger();
   agent->capabilities_ = bpf::probeKernel();
   for (const auto& c : agent->capabilities_) {
-    log::info("capability " + c.name + ": " + (c.available ? "yes" : "no") + " (" + c.detail +
-              ")");
+    log::info("capability " + c.name + ": " + (c.available ? "yes" : "no") + " (" + c.detail + ")");
   }
   auto has = [&](const char* name) {
     for (const auto& c : agent->capabilities_)
@@ -127,7 +133,8 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
       useLsm ? "lsm (exec denied with EPERM in bprm_check_security; SIGKILL from "
                "tp_btf/sched_process_exec as a backstop)"
              : "sigkill (SIGKILL from tp_btf/sched_process_exec, before the new program runs); "
-               "bpf_lsm unavailable: " + lsmDetail;
+               "bpf_lsm unavailable: " +
+                   lsmDetail;
   log::info("exec policy enforcement: " + agent->enforcement_);
   if (auto s = agent->startXdp(); !s) return s.error();
   agent->policies_ = std::make_unique<policy::PolicyStore>(
@@ -160,15 +167,13 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
 
   auto reader = bpf::RingReader::create(
       agent->skel_->eventsMapFd(), [self](std::span<const uint8_t> r) { self->onRecord(r); },
-      [self] { self->queueReady_.notify_one(); },
-      std::chrono::milliseconds(cfg.drainIntervalMs));
+      [self] { self->queueReady_.notify_one(); }, std::chrono::milliseconds(cfg.drainIntervalMs));
   if (!reader) return reader.error();
   agent->reader_ = std::move(reader.value());
   if (agent->xdp_) {
     auto xdpReader = bpf::RingReader::create(
         agent->xdp_->eventsMapFd(), [self](std::span<const uint8_t> r) { self->onRecord(r); },
-        [self] { self->queueReady_.notify_one(); },
-        std::chrono::milliseconds(cfg.drainIntervalMs));
+        [self] { self->queueReady_.notify_one(); }, std::chrono::milliseconds(cfg.drainIntervalMs));
     if (!xdpReader) return xdpReader.error();
     agent->xdpReader_ = std::move(xdpReader.value());
   }
@@ -223,8 +228,7 @@ void Agent::stop() {
   {
     std::lock_guard lock(xdpMutex_);
     if (xdp_ && !xdp_->attachments().empty()) {
-      log::info("XDP enforcement stays in force on " +
-                std::to_string(xdp_->attachments().size()) +
+      log::info("XDP enforcement stays in force on " + std::to_string(xdp_->attachments().size()) +
                 " interface(s), pinned under " + config_.pinDir +
                 " (vigil-agent --cleanup removes it)");
     }
@@ -262,8 +266,7 @@ void Agent::processLoop() {
   for (;;) {
     {
       std::unique_lock lock(queueMutex_);
-      queueReady_.wait_for(lock, kLossCheckInterval,
-                           [&] { return stopping_ || !queue_.empty(); });
+      queueReady_.wait_for(lock, kLossCheckInterval, [&] { return stopping_ || !queue_.empty(); });
       if (stopping_ && queue_.empty()) break;
       batch.swap(queue_);
     }
@@ -317,7 +320,8 @@ void Agent::processLoop() {
 }
 
 std::vector<uint64_t> Agent::ruleHits() const {
-  auto hits = skel_ ? skel_->readRuleHits() : Expected<std::vector<uint64_t>>(std::vector<uint64_t>{});
+  auto hits =
+      skel_ ? skel_->readRuleHits() : Expected<std::vector<uint64_t>>(std::vector<uint64_t>{});
   return hits ? hits.value() : std::vector<uint64_t>{};
 }
 
@@ -347,7 +351,8 @@ Status Agent::startXdp() {
   if (xdp_->adopted()) {
     xdpHold_ = true;
     log::info("adopted XDP enforcement pinned under " + config_.pinDir + " by an earlier agent (" +
-              std::to_string(xdp_->attachments().size()) + " interface(s)); it stays in force "
+              std::to_string(xdp_->attachments().size()) +
+              " interface(s)); it stays in force "
               "until policies with XDP rules replace it");
   }
   return {};
@@ -357,8 +362,9 @@ Status Agent::applyXdp(const policy::CompiledXdp& rules, const std::vector<uint3
   std::lock_guard lock(xdpMutex_);
   if (!xdp_) return Error(ENOTSUP, "XDP is not available on this node: " + xdpUnavailable_);
   if (rules.empty() && xdpHold_) {
-    log::info("no policy has XDP rules: keeping the XDP enforcement adopted from an earlier "
-              "agent (remove it with vigil-agent --cleanup)");
+    log::info(
+        "no policy has XDP rules: keeping the XDP enforcement adopted from an earlier "
+        "agent (remove it with vigil-agent --cleanup)");
     return {};
   }
   auto s = xdp_->apply(rules, fresh);
@@ -460,7 +466,7 @@ void Agent::nameRule(v1::PolicyEvent* event, uint32_t slot) const {
 
 // Turns new kernel and agent-queue losses into LostEvents on the stream.
 void Agent::reportLosses() {
-  uint64_t xdpLost = reportedXdpLost_;
+  uint64_t xdpLost = reportedXdpLost_.load();
   {
     std::lock_guard lock(xdpMutex_);
     if (xdp_) {
@@ -473,9 +479,9 @@ void Agent::reportLosses() {
     ev.set_node_name(config_.nodeName);
     ev.set_type(v1::EVENT_TYPE_LOST);
     ev.mutable_lost()->set_source("kernel");
-    ev.mutable_lost()->set_count(xdpLost - reportedXdpLost_);
+    ev.mutable_lost()->set_count(xdpLost - reportedXdpLost_.load());
     ev.mutable_lost()->set_lost_type(v1::EVENT_TYPE_DROP);
-    log::warn(std::to_string(xdpLost - reportedXdpLost_) +
+    log::warn(std::to_string(xdpLost - reportedXdpLost_.load()) +
               " XDP drop records lost in the kernel (ring buffer full); the packets are counted");
     reportedXdpLost_ = xdpLost;
     hub_.publish(std::move(ev));
@@ -485,9 +491,8 @@ void Agent::reportLosses() {
     int stat = lostStat(t);
     uint64_t kernel = stats && stat >= 0 ? stats.value()[stat] : reportedKernelLost_[t];
     uint64_t agent = agentDropped_[t].load();
-    for (auto [total, reported, source] :
-         {std::tuple{kernel, &reportedKernelLost_[t], "kernel"},
-          std::tuple{agent, &reportedAgentLost_[t], "agent"}}) {
+    for (auto [total, reported, source] : {std::tuple{kernel, &reportedKernelLost_[t], "kernel"},
+                                           std::tuple{agent, &reportedAgentLost_[t], "agent"}}) {
       if (total <= *reported) continue;
       v1::Event ev;
       *ev.mutable_time() = events::Clock().toTimestamp(events::Clock::monotonicNowNs());
@@ -497,7 +502,9 @@ void Agent::reportLosses() {
       ev.mutable_lost()->set_count(total - *reported);
       ev.mutable_lost()->set_lost_type(apiType(t));
       log::warn(std::to_string(total - *reported) + " " +
-                (t == VIGIL_REC_EXEC ? "exec" : t == VIGIL_REC_EXIT ? "exit" : "fork") +
+                (t == VIGIL_REC_EXEC   ? "exec"
+                 : t == VIGIL_REC_EXIT ? "exit"
+                                       : "fork") +
                 " records lost in the " + source +
                 (std::string(source) == "kernel" ? " (ring buffer full)" : " (queue full)"));
       *reported = total;
@@ -543,6 +550,13 @@ v1::GetStatusResponse Agent::status() const {
     int stat = lostStat(t);
     if (!stats.empty() && stat >= 0) c->set_lost_kernel(stats[stat]);
   }
+  {
+    auto* c = s.add_events();
+    c->set_type(v1::EVENT_TYPE_DROP);
+    c->set_seen(seen_[kXdpIndex]);
+    c->set_malformed(malformed_[kXdpIndex]);
+    c->set_lost_kernel(reportedXdpLost_.load());
+  }
   for (size_t i = 0; i < stats.size(); i++) {
     auto* k = s.add_kernel_stats();
     k->set_name(bpf::statName(i));
@@ -573,47 +587,52 @@ void Agent::fillXdpStatus(v1::XdpStatus* out) const {
   out->set_records_received(seen_[kXdpIndex]);
   out->set_records_malformed(malformed_[kXdpIndex]);
   out->set_pin_dir(config_.pinDir);
-  std::lock_guard lock(xdpMutex_);
-  if (!xdp_) {
-    out->set_state("unavailable: " + xdpUnavailable_);
-    return;
-  }
-  out->set_program_id(xdp_->programId());
-  auto attachments = xdp_->attachments();
-  for (const auto& a : attachments) {
-    auto* i = out->add_interfaces();
-    i->set_name(a.ifname);
-    i->set_ifindex(a.ifindex);
-    i->set_mode(a.mode);
-    i->set_link_id(a.linkId);
-  }
-  out->set_state(xdpHold_ ? "adopted" : attachments.empty() ? "idle" : "enforcing");
-  if (auto counters = xdp_->readCounters()) {
-    for (const auto& [slot, c] : counters.value()) {
-      auto* r = out->add_rules();
-      if (auto ref = policies_ ? policies_->xdpRuleOf(slot) : std::nullopt) {
-        r->set_policy(ref->policy);
-        r->set_rule(ref->rule);
-      } else {
-        for (const auto& a : xdp_->adoptedSlots()) {
-          if (a.slot == slot) {
-            r->set_policy(a.policy);
-            r->set_rule(a.rule);
-          }
-        }
+  // Read the kernel under xdpMutex_, name the rules after: the policy store calls into the
+  // data path with its own lock held, so the two locks are never taken in the other order.
+  std::map<uint32_t, bpf::XdpRuleCounters> counters;
+  std::vector<bpf::AdoptedSlot> adopted;
+  {
+    std::lock_guard lock(xdpMutex_);
+    if (!xdp_) {
+      out->set_state("unavailable: " + xdpUnavailable_);
+      return;
+    }
+    out->set_program_id(xdp_->programId());
+    auto attachments = xdp_->attachments();
+    for (const auto& a : attachments) {
+      auto* i = out->add_interfaces();
+      i->set_name(a.ifname);
+      i->set_ifindex(a.ifindex);
+      i->set_mode(a.mode);
+      i->set_link_id(a.linkId);
+    }
+    out->set_state(xdpHold_ ? "adopted" : attachments.empty() ? "idle" : "enforcing");
+    if (auto c = xdp_->readCounters()) counters = std::move(c.value());
+    adopted = xdp_->adoptedSlots();
+    if (auto stats = xdp_->readStats()) {
+      for (size_t i = 0; i < stats->size(); i++) {
+        auto* k = out->add_stats();
+        k->set_name(bpf::XdpDataPath::statName(i));
+        k->set_value(stats.value()[i]);
       }
-      r->set_packets(c.packets);
-      r->set_bytes(c.bytes);
-      r->set_limited_packets(c.limitedPackets);
-      r->set_limited_bytes(c.limitedBytes);
     }
   }
-  if (auto stats = xdp_->readStats()) {
-    for (size_t i = 0; i < stats->size(); i++) {
-      auto* k = out->add_stats();
-      k->set_name(bpf::XdpDataPath::statName(i));
-      k->set_value(stats.value()[i]);
+  for (const auto& [slot, c] : counters) {
+    auto* r = out->add_rules();
+    if (auto ref = policies_ ? policies_->xdpRuleOf(slot) : std::nullopt) {
+      r->set_policy(ref->policy);
+      r->set_rule(ref->rule);
+    } else {
+      for (const auto& a : adopted) {
+        if (a.slot != slot) continue;
+        r->set_policy(a.policy);
+        r->set_rule(a.rule);
+      }
     }
+    r->set_packets(c.packets);
+    r->set_bytes(c.bytes);
+    r->set_limited_packets(c.limitedPackets);
+    r->set_limited_bytes(c.limitedBytes);
   }
 }
 

@@ -89,7 +89,7 @@ class Agent {
   bool xdpHold_ = false;                     // guarded by xdpMutex_
   std::unique_ptr<bpf::RingReader> xdpReader_;
   std::map<uint32_t, std::string> ifnames_;  // decoder thread only
-  uint64_t reportedXdpLost_ = 0;             // decoder thread only
+  std::atomic<uint64_t> reportedXdpLost_{0};  // written by the decoder thread only
   std::string enforcement_;
   std::thread policyThread_;
   std::mutex policyMutex_;
