@@ -393,7 +393,8 @@ TEST_F(XdpFilterTest, FallsBackToGenericModeWhereTheDriverHasNoNativeXdp) {
   ASSERT_TRUE(outcome.ok()) << outcome.error().message();
   applied_.push_back("generic");
   bool found = false;
-  for (const auto& i : agent().status().xdp().interfaces()) {
+  const auto status = agent().status();
+  for (const auto& i : status.xdp().interfaces()) {
     if (i.name() != bridge) continue;
     found = true;
     EXPECT_EQ(i.mode(), "generic");
