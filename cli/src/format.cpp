@@ -236,7 +236,9 @@ Row eventRow(const std::vector<std::string>& cells) {
       row.back().sgr = kBoldRed;
     } else {
       row[0].sgr = kDim;
-      row[1].sgr = type == "exec" ? kGreen : type == "kill" ? kBoldRed : kYellow;
+      row[1].sgr = type == "exec"                                         ? kGreen
+                   : type == "kill" || type == "drop" || type == "rate" ? kBoldRed
+                                                                        : kYellow;
     }
   }
   return row;
@@ -627,7 +629,7 @@ std::string formatStatusText(const v1::GetStatusResponse& status, bool color) {
     out += "\nXDP filter: " + sanitize(x.state());
     if (x.program_id()) out += " (program id " + std::to_string(x.program_id()) + ")";
     out += "\n";
-    out += labelled("  Pinned under", sanitize(x.pin_dir()));
+    if (!x.pin_dir().empty()) out += labelled("  Pinned under", sanitize(x.pin_dir()));
     if (x.interfaces_size() > 0) {
       std::vector<Row> ifs = {headerRow({"INTERFACE", "IFINDEX", "MODE", "LINK"})};
       for (const auto& i : x.interfaces()) {

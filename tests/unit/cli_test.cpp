@@ -22,6 +22,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cli/src/app.hpp"
@@ -130,6 +131,47 @@ v1::Event policyEvent(const std::string& action, const std::string& mechanism) {
   return event;
 }
 
+// A packet an XDP rule decided on: an IPv4 TCP packet to port 22 with the given verdict.
+v1::Event dropEvent(const std::string& verdict) {
+  v1::Event event;
+  *event.mutable_time() = timestamp("2026-11-25T21:00:00Z");
+  event.set_node_name("node1");
+  event.set_type(v1::EVENT_TYPE_DROP);
+  auto* drop = event.mutable_drop();
+  drop->set_policy("edge");
+  drop->set_rule("no-ssh");
+  drop->set_verdict(verdict);
+  drop->set_interface("eth0");
+  drop->set_ifindex(2);
+  drop->set_protocol("tcp");
+  drop->set_source_ip("203.0.113.9");
+  drop->set_destination_ip("10.0.0.1");
+  drop->set_source_port(40001);
+  drop->set_destination_port(22);
+  drop->set_length(74);
+  return event;
+}
+
+// An IPv6 UDP packet, a non-first fragment without ports, seen on a VLAN, after 12 unreported.
+v1::Event ipv6FragmentDrop() {
+  v1::Event event = dropEvent("rate-limit-audit");
+  auto* drop = event.mutable_drop();
+  drop->set_rule("flood");
+  drop->set_interface("veth1");
+  drop->set_ifindex(5);
+  drop->set_protocol("udp");
+  drop->set_source_ip("2001:db8::1");
+  drop->set_destination_ip("2001:db8:ffff::2");
+  drop->set_source_port(0);
+  drop->set_destination_port(0);
+  drop->set_length(1514);
+  drop->set_fragment(true);
+  drop->set_l4_missing(true);
+  drop->set_vlan(true);
+  drop->set_suppressed(12);
+  return event;
+}
+
 // Parses `args` and returns the command of type Command; fails the test if there is none.
 template <typename Command>
 Command parseCommand(const std::vector<std::string>& args) {
@@ -188,6 +230,19 @@ TEST(cliParse, TypePolicySelectsKillsAndAudits) {
   command = parseEvents({"events", "-f", "--type", "exec,exit,policy"});
   ASSERT_EQ(command.request.types_size(), 3);
   EXPECT_EQ(command.request.types(2), v1::EVENT_TYPE_POLICY);
+}
+
+TEST(cliParse, TypeDropSelectsXdpDrops) {
+  EventsCommand command = parseEvents({"events", "--type", "drop"});
+  ASSERT_EQ(command.request.types_size(), 1);
+  EXPECT_EQ(command.request.types(0), v1::EVENT_TYPE_DROP);
+
+  command = parseEvents({"events", "-f", "--type", "policy,drop", "--type", "exec"});
+  ASSERT_EQ(command.request.types_size(), 3);
+  EXPECT_EQ(command.request.types(0), v1::EVENT_TYPE_POLICY);
+  EXPECT_EQ(command.request.types(1), v1::EVENT_TYPE_DROP);
+  EXPECT_EQ(command.request.types(2), v1::EVENT_TYPE_EXEC);
+  EXPECT_TRUE(command.request.follow());
 }
 
 TEST(cliParse, PolicyCommands) {
@@ -686,6 +741,156 @@ TEST(cliFormat, PolicyEventsInEveryFormatAndLostPolicyEvents) {
   EXPECT_EQ(eventTypeName(v1::EVENT_TYPE_POLICY), "policy");
 }
 
+// ---- Drop events (XDP) ------------------------------------------------------------------------
+
+TEST(cliFormat, CompactDropLabelsEachVerdict) {
+  EXPECT_EQ(formatCompact(dropEvent("dropped"), false),
+            "2026-11-25T21:00:00.000Z DROP  tcp 203.0.113.9:40001 -> 10.0.0.1:22 on eth0 len=74  "
+            "policy=edge rule=no-ssh");
+  EXPECT_EQ(formatCompact(dropEvent("audit"), false),
+            "2026-11-25T21:00:00.000Z AUDIT tcp 203.0.113.9:40001 -> 10.0.0.1:22 on eth0 len=74  "
+            "policy=edge rule=no-ssh");
+  EXPECT_EQ(formatCompact(dropEvent("rate-limited"), false),
+            "2026-11-25T21:00:00.000Z RATE  tcp 203.0.113.9:40001 -> 10.0.0.1:22 on eth0 len=74  "
+            "policy=edge rule=no-ssh");
+  EXPECT_EQ(formatCompact(dropEvent("rate-limit-audit"), false),
+            "2026-11-25T21:00:00.000Z RATE-AUDIT tcp 203.0.113.9:40001 -> 10.0.0.1:22 on eth0 "
+            "len=74  policy=edge rule=no-ssh");
+  // A verdict this client does not know is still shown, marked as such.
+  EXPECT_EQ(formatCompact(dropEvent("redirected"), false)
+                .rfind("2026-11-25T21:00:00.000Z DROP? tcp 203.0.113.9:40001", 0),
+            0u)
+      << formatCompact(dropEvent("redirected"), false);
+}
+
+TEST(cliFormat, CompactDropIpv6FlagsAndSuppressed) {
+  EXPECT_EQ(formatCompact(ipv6FragmentDrop(), false),
+            "2026-11-25T21:00:00.000Z RATE-AUDIT udp [2001:db8::1] -> [2001:db8:ffff::2] on veth1 "
+            "len=1514 [fragment] [no L4 header] [vlan]  policy=edge rule=flood suppressed=12");
+  v1::Event withPorts = ipv6FragmentDrop();
+  auto* drop = withPorts.mutable_drop();
+  drop->set_source_port(5353);
+  drop->set_destination_port(53);
+  drop->set_fragment(false);
+  drop->set_l4_missing(false);
+  drop->set_vlan(false);
+  drop->set_suppressed(0);
+  EXPECT_EQ(formatCompact(withPorts, false),
+            "2026-11-25T21:00:00.000Z RATE-AUDIT udp [2001:db8::1]:5353 -> [2001:db8:ffff::2]:53 "
+            "on veth1 len=1514  policy=edge rule=flood");
+  // A rule that is gone since the packet was seen.
+  v1::Event orphan = dropEvent("dropped");
+  orphan.mutable_drop()->clear_policy();
+  orphan.mutable_drop()->set_rule("slot 9 (rule since removed)");
+  orphan.mutable_drop()->set_interface("if7");
+  const std::string line = formatCompact(orphan, false);
+  EXPECT_NE(line.find(" on if7 len=74 "), std::string::npos) << line;
+  EXPECT_NE(line.find("rule=slot 9 (rule since removed)"), std::string::npos) << line;
+}
+
+TEST(cliFormat, DropColoursAndSanitising) {
+  EXPECT_NE(formatCompact(dropEvent("dropped"), true).find("\x1b[1;31mDROP\x1b[0m"),
+            std::string::npos);
+  EXPECT_NE(formatCompact(dropEvent("rate-limited"), true).find("\x1b[1;31mRATE\x1b[0m"),
+            std::string::npos);
+  EXPECT_NE(formatCompact(dropEvent("audit"), true).find("\x1b[33mAUDIT\x1b[0m"),
+            std::string::npos);
+  EXPECT_NE(formatCompact(dropEvent("rate-limit-audit"), true).find("\x1b[33mRATE-AUDIT\x1b[0m"),
+            std::string::npos);
+  EXPECT_EQ(formatCompact(dropEvent("dropped"), false).find('\x1b'), std::string::npos);
+
+  // Names from the agent never drive the terminal.
+  v1::Event event = dropEvent("dropped");
+  event.mutable_drop()->set_interface("eth0\x1b[2J");
+  event.mutable_drop()->set_rule("r\x1b]0;x\x07");
+  event.mutable_drop()->set_source_ip("\x1b[31m");
+  EXPECT_EQ(formatCompact(event, false).find('\x1b'), std::string::npos);
+  for (const auto& cell : eventTableRow(event)) {
+    EXPECT_EQ(cell.find('\x1b'), std::string::npos) << cell;
+  }
+}
+
+TEST(cliFormat, DropTableRows) {
+  EXPECT_EQ(eventTableRow(dropEvent("dropped")),
+            (std::vector<std::string>{
+                "2026-11-25T21:00:00.000Z", "drop", "-", "-", "-", "eth0",
+                "tcp 203.0.113.9:40001 -> 10.0.0.1:22 on eth0 len=74  policy=edge rule=no-ssh"}));
+  EXPECT_EQ(eventTableRow(dropEvent("audit"))[1], "audit");
+  EXPECT_EQ(eventTableRow(dropEvent("rate-limited"))[1], "rate");
+  EXPECT_EQ(eventTableRow(ipv6FragmentDrop())[1], "rate-audit");
+  EXPECT_EQ(eventTableRow(ipv6FragmentDrop())[5], "veth1");
+  EXPECT_EQ(eventTableRow(ipv6FragmentDrop())[6],
+            "udp [2001:db8::1] -> [2001:db8:ffff::2] on veth1 len=1514 [fragment] [no L4 header] "
+            "[vlan]  policy=edge rule=flood suppressed=12");
+
+  for (bool streaming : {false, true}) {
+    std::ostringstream out;
+    EventPrinter printer(out, EventFormat::kTable, false, streaming);
+    printer.print(execEvent());
+    printer.print(dropEvent("dropped"));
+    printer.print(dropEvent("audit"));
+    printer.finish();
+    std::vector<std::string> lines;
+    std::istringstream in(out.str());
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    ASSERT_EQ(lines.size(), 3u + 1) << out.str();
+    const auto binary = lines[0].find("BINARY");
+    EXPECT_EQ(lines[2].find("eth0"), binary) << out.str();
+    EXPECT_EQ(lines[3].find("eth0"), binary) << out.str();
+    EXPECT_NE(lines[2].find(" drop "), std::string::npos) << out.str();
+    EXPECT_NE(lines[3].find(" audit "), std::string::npos) << out.str();
+    EXPECT_EQ(lines[2].substr(lines[0].find("ARGS/RESULT")),
+              "tcp 203.0.113.9:40001 -> 10.0.0.1:22 on eth0 len=74  policy=edge rule=no-ssh");
+    for (const auto& line : lines) EXPECT_NE(line.back(), ' ') << line;
+  }
+}
+
+TEST(cliFormat, DropJsonHasADropObjectAndRoundTrips) {
+  for (const v1::Event& event : {dropEvent("dropped"), ipv6FragmentDrop()}) {
+    std::string json = formatJson(event);
+    EXPECT_EQ(json.find('\n'), std::string::npos);
+    v1::Event parsed;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &parsed).ok()) << json;
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(parsed, event)) << json;
+  }
+  std::string json = formatJson(dropEvent("dropped"));
+  EXPECT_NE(json.find(R"("type":"EVENT_TYPE_DROP")"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("drop":{"policy":"edge","rule":"no-ssh","verdict":"dropped",)"
+                      R"("interface":"eth0","ifindex":2,"protocol":"tcp",)"
+                      R"("source_ip":"203.0.113.9","destination_ip":"10.0.0.1",)"
+                      R"("source_port":40001,"destination_port":22,"length":74,)"
+                      R"("fragment":false,"l4_missing":false,"vlan":false,"suppressed":"0"})"),
+            std::string::npos)
+      << json;
+  std::string v6 = formatJson(ipv6FragmentDrop());
+  EXPECT_NE(v6.find(R"("fragment":true,"l4_missing":true,"vlan":true,"suppressed":"12")"),
+            std::string::npos)
+      << v6;
+}
+
+TEST(cliFormat, DropEventsInEveryFormatAndLostDropEvents) {
+  for (EventFormat format : {EventFormat::kCompact, EventFormat::kJson, EventFormat::kTable}) {
+    for (bool streaming : {false, true}) {
+      std::ostringstream out;
+      EventPrinter printer(out, format, false, streaming);
+      printer.print(dropEvent("dropped"));
+      printer.finish();
+      EXPECT_NE(out.str().find("no-ssh"), std::string::npos) << out.str();
+      EXPECT_NE(out.str().find("203.0.113.9"), std::string::npos) << out.str();
+    }
+  }
+  v1::Event lost = lostEvent("kernel", 5);
+  lost.mutable_lost()->set_lost_type(v1::EVENT_TYPE_DROP);
+  EXPECT_EQ(formatCompact(lost, false),
+            "2026-11-25T19:44:17.000Z !! 5 drop events lost (kernel ring buffer full)");
+  lost.mutable_lost()->set_count(1);
+  lost.mutable_lost()->set_source("client");
+  EXPECT_EQ(eventTableRow(lost),
+            (std::vector<std::string>{"2026-11-25T19:44:17.000Z", "lost", "-", "-", "-", "-",
+                                      "!! 1 drop event lost (this client read too slowly)"}));
+  EXPECT_EQ(eventTypeName(v1::EVENT_TYPE_DROP), "drop");
+}
+
 // ---- Policy list and apply rendering ---------------------------------------------------------
 
 v1::ListPoliciesResponse sampleList() {
@@ -770,6 +975,68 @@ TEST(cliPolicy, AppliedLines) {
       << formatPolicyApplied(applied, false);
 }
 
+// One policy with XDP rules only, and one from an older agent whose exec rule has no kind.
+v1::ListPoliciesResponse xdpList() {
+  v1::ListPoliciesResponse list;
+  list.set_enforcement("lsm (test)");
+  auto* edge = list.add_policies();
+  edge->set_name("edge");
+  edge->set_source("api");
+  edge->set_mode("enforce");
+  edge->set_state("enforcing");
+  auto* rule = edge->add_rules();
+  rule->set_name("scanners");
+  rule->set_kind("xdp");
+  rule->set_action("drop");
+  rule->set_mode("enforce");
+  rule->set_packets(1000);
+  rule->set_bytes(64000);
+  rule = edge->add_rules();
+  rule->set_name("flood");
+  rule->set_kind("xdp");
+  rule->set_action("drop");
+  rule->set_mode("audit");
+  rule->set_rate_limited(true);
+  rule->set_packets(5000);
+  rule->set_bytes(700000);
+  rule->set_limited_packets(1200);
+  rule->set_limited_bytes(96000);
+  rule = edge->add_rules();
+  rule->set_name("monitoring");
+  rule->set_kind("xdp");
+  rule->set_action("pass");
+  rule->set_mode("enforce");
+  // Not rate limited: over-limit counts are not shown even when set.
+  rule->set_limited_packets(3);
+  auto* old = list.add_policies();
+  old->set_name("legacy-exec");
+  old->set_source("api");
+  old->set_mode("enforce");
+  old->set_state("enforcing");
+  rule = old->add_rules();
+  rule->set_name("no-shell");
+  rule->set_action("kill");
+  rule->set_mode("enforce");
+  rule->set_hits(4);
+  return list;
+}
+
+TEST(cliPolicy, ListXdpRulesWithPacketCounters) {
+  EXPECT_EQ(formatPolicyList(xdpList(), false),
+            "Enforcement: lsm (test)\n"
+            "\n"
+            "POLICY       SOURCE  MODE     STATE      RULES  HITS\n"
+            "edge         api     enforce  enforcing  3      6000\n"
+            "  scanners    drop  enforce  packets=1000 bytes=64000\n"
+            "  flood       drop  audit    packets=5000 bytes=700000 over-limit=1200\n"
+            "  monitoring  pass  enforce  packets=0 bytes=0\n"
+            "legacy-exec  api     enforce  enforcing  1      4\n"
+            "  no-shell    kill  enforce  hits=4\n");
+  std::string colored = formatPolicyList(xdpList(), true);
+  EXPECT_NE(colored.find("\x1b[31mdrop\x1b[0m"), std::string::npos) << colored;
+  EXPECT_EQ(colored.find("\x1b[31mpass"), std::string::npos) << colored;
+}
+
 // ---- Status rendering -------------------------------------------------------------------------
 
 v1::GetStatusResponse sampleStatus() {
@@ -831,6 +1098,81 @@ TEST(cliStatus, TextShowsEverySection) {
   EXPECT_TRUE(found);
   EXPECT_EQ(text.find('\x1b'), std::string::npos);
   EXPECT_NE(formatStatusText(sampleStatus(), true).find("\x1b["), std::string::npos);
+}
+
+TEST(cliStatus, TextShowsTheXdpSection) {
+  v1::GetStatusResponse status = sampleStatus();
+  auto* xdp = status.mutable_xdp();
+  xdp->set_state("enforcing");
+  xdp->set_pin_dir("/sys/fs/bpf/vigil");
+  xdp->set_program_id(77);
+  auto* eth0 = xdp->add_interfaces();
+  eth0->set_name("eth0");
+  eth0->set_ifindex(2);
+  eth0->set_mode("native");
+  eth0->set_link_id(12);
+  auto* veth = xdp->add_interfaces();
+  veth->set_name("veth1");
+  veth->set_ifindex(5);
+  veth->set_mode("generic");
+  veth->set_link_id(13);
+  auto* rule = xdp->add_rules();
+  rule->set_policy("edge");
+  rule->set_rule("scanners");
+  rule->set_packets(1000);
+  rule->set_bytes(64000);
+  rule = xdp->add_rules();
+  rule->set_policy("edge");
+  rule->set_rule("flood");
+  rule->set_packets(5000);
+  rule->set_bytes(700000);
+  rule->set_limited_packets(1200);
+  rule->set_limited_bytes(96000);
+  for (const auto& [name, value] : std::vector<std::pair<std::string, std::uint64_t>>{
+           {"xdp_not_ip", 0}, {"xdp_fragments", 3}, {"xdp_records_lost_ringbuf_full", 1}}) {
+    auto* stat = xdp->add_stats();
+    stat->set_name(name);
+    stat->set_value(value);
+  }
+  xdp->set_records_received(40);
+  xdp->set_records_malformed(1);
+
+  std::string text = formatStatusText(status, false);
+  EXPECT_NE(text.find("\n\n"
+                      "XDP filter: enforcing (program id 77)\n"
+                      "  Pinned under: /sys/fs/bpf/vigil\n"
+                      "  INTERFACE  IFINDEX  MODE     LINK\n"
+                      "  eth0       2        native   12\n"
+                      "  veth1      5        generic  13\n"
+                      "  POLICY  RULE      PACKETS  BYTES   OVER LIMIT\n"
+                      "  edge    scanners  1000     64000   0\n"
+                      "  edge    flood     5000     700000  1200\n"
+                      "  Counters:     xdp_fragments=3, xdp_records_lost_ringbuf_full=1\n"
+                      "  Drop records: 40 received, 1 malformed\n"
+                      "\n"
+                      "Clients:"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("xdp_not_ip"), std::string::npos) << "zero counters are left out";
+  std::string colored = formatStatusText(status, true);
+  EXPECT_NE(colored.find("\x1b[33mgeneric\x1b[0m"), std::string::npos) << colored;
+  EXPECT_NE(colored.find("\x1b[32mnative\x1b[0m"), std::string::npos) << colored;
+
+  // No rules: no tables, and counters that are all zero say so.
+  v1::GetStatusResponse idle = sampleStatus();
+  idle.mutable_xdp()->set_state("idle");
+  idle.mutable_xdp()->set_pin_dir("/sys/fs/bpf/vigil");
+  idle.mutable_xdp()->add_stats()->set_name("xdp_not_ip");
+  EXPECT_NE(formatStatusText(idle, false)
+                .find("\n\nXDP filter: idle\n"
+                      "  Pinned under: /sys/fs/bpf/vigil\n"
+                      "  Counters:     all zero\n"
+                      "  Drop records: 0 received, 0 malformed\n\n"),
+            std::string::npos)
+      << formatStatusText(idle, false);
+
+  // An agent without XDP status (an older one) shows no XDP section.
+  EXPECT_EQ(formatStatusText(sampleStatus(), false).find("XDP"), std::string::npos);
 }
 
 // ---- Whole commands ---------------------------------------------------------------------------
@@ -1115,6 +1457,26 @@ TEST_F(cliAgent, EventsTypePolicy) {
   EXPECT_EQ(request.types(0), v1::EVENT_TYPE_POLICY);
   EXPECT_EQ(out_.str(), formatCompact(policyEvent("kill", "sigkill"), false) + "\n" +
                             formatCompact(policyEvent("audit", ""), false) + "\n");
+}
+
+TEST_F(cliAgent, EventsTypeDrop) {
+  agent().events_ = {dropEvent("dropped"), ipv6FragmentDrop()};
+  ASSERT_EQ(vigil({"events", "--type", "drop"}), 0) << err_.str();
+  v1::GetEventsRequest request = agent().lastRequest();
+  ASSERT_EQ(request.types_size(), 1);
+  EXPECT_EQ(request.types(0), v1::EVENT_TYPE_DROP);
+  EXPECT_EQ(out_.str(), formatCompact(dropEvent("dropped"), false) + "\n" +
+                            formatCompact(ipv6FragmentDrop(), false) + "\n");
+
+  ASSERT_EQ(vigil({"events", "--type", "drop", "-o", "json"}), 0) << err_.str();
+  std::istringstream in(out_.str());
+  int lines = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    v1::Event event;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(line, &event).ok()) << line;
+    EXPECT_TRUE(event.has_drop()) << line;
+  }
+  EXPECT_EQ(lines, 2);
 }
 
 // A valid policy file for the fake agent (which does not parse it).

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <set>
@@ -712,6 +714,128 @@ TEST(ExecRules, MoreRulesThanSlotsAcrossPoliciesIsAnError) {
   EXPECT_NE(r.errors[0].message.find("4096"), std::string::npos);
   EXPECT_TRUE(r.rules.empty());
   EXPECT_EQ(r.rules.nwords, 0u);
+}
+
+// --- SlotTable on its own --------------------------------------------------------------------
+
+// What commit() is given: the slots of the rules in force, by slot.
+std::map<uint32_t, std::string> keep(std::initializer_list<uint32_t> slots) {
+  std::map<uint32_t, std::string> out;
+  for (uint32_t s : slots) out[s] = "rule";
+  return out;
+}
+
+std::vector<uint32_t> sortedSlots(std::vector<uint32_t> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+TEST(SlotTable, CapacityIsTheOneGiven) {
+  EXPECT_EQ(SlotTable().capacity(), uint32_t{VIGIL_MAX_EXEC_RULES});
+  EXPECT_EQ(SlotTable(3).capacity(), 3u);
+  EXPECT_EQ(SlotTable(16384).capacity(), 16384u);
+}
+
+TEST(SlotTable, FullTableHandsOutNothingUntilACommitFreesASlot) {
+  SlotTable t(3);
+  EXPECT_EQ(t.slotFor("p", "a"), std::optional<uint32_t>(0));
+  EXPECT_EQ(t.slotFor("p", "b"), std::optional<uint32_t>(1));
+  EXPECT_EQ(t.slotFor("p", "c"), std::optional<uint32_t>(2));
+  EXPECT_EQ(t.slotFor("p", "d"), std::nullopt);
+  EXPECT_EQ(t.slotFor("q", "d"), std::nullopt);
+  // Rules that have a slot still get it.
+  EXPECT_EQ(t.slotFor("p", "b"), std::optional<uint32_t>(1));
+
+  // b is no longer in force; d never got a slot.
+  EXPECT_EQ(sortedSlots(t.commit(keep({0, 2}))), std::vector<uint32_t>({0, 2}));
+  EXPECT_EQ(t.slotFor("p", "d"), std::optional<uint32_t>(1));
+  EXPECT_EQ(t.slotFor("p", "e"), std::nullopt);
+  EXPECT_EQ(t.commit(keep({0, 1, 2})), std::vector<uint32_t>({1}));
+  EXPECT_EQ(t.slotFor("p", "a"), std::optional<uint32_t>(0));
+  EXPECT_EQ(t.slotFor("p", "e"), std::nullopt);
+  EXPECT_TRUE(t.commit(keep({0, 1, 2})).empty());
+}
+
+TEST(SlotTable, FreedSlotsAreReusedLowestFirstAfterCommit) {
+  SlotTable t(8);
+  for (const char* r : {"a", "b", "c", "d", "e"}) ASSERT_TRUE(t.slotFor("p", r).has_value());
+  EXPECT_EQ(sortedSlots(t.commit(keep({0, 1, 2, 3, 4}))), std::vector<uint32_t>({0, 1, 2, 3, 4}));
+
+  // b (1) and d (3) go away.
+  EXPECT_TRUE(t.commit(keep({0, 2, 4})).empty());
+  EXPECT_EQ(t.slotFor("p", "x"), std::optional<uint32_t>(1));
+  EXPECT_EQ(t.slotFor("p", "y"), std::optional<uint32_t>(3));
+  EXPECT_EQ(t.slotFor("p", "z"), std::optional<uint32_t>(5));
+  EXPECT_EQ(t.slotFor("p", "x"), std::optional<uint32_t>(1));
+  // The reused slots are fresh: their counters belonged to rules that are gone.
+  EXPECT_EQ(sortedSlots(t.commit(keep({0, 1, 2, 3, 4, 5}))), std::vector<uint32_t>({1, 3, 5}));
+
+  // A name that comes back after it was freed gets a slot again, and a fresh one.
+  EXPECT_TRUE(t.commit(keep({0, 2, 3, 4, 5})).empty());  // x (1) goes
+  EXPECT_EQ(t.slotFor("p", "x"), std::optional<uint32_t>(1));
+  EXPECT_EQ(t.commit(keep({0, 1, 2, 3, 4, 5})), std::vector<uint32_t>({1}));
+
+  // A slot handed out for a version that was not applied is free again after the commit of
+  // what stayed in force, and not fresh.
+  EXPECT_EQ(t.slotFor("p", "never"), std::optional<uint32_t>(6));
+  EXPECT_TRUE(t.commit(keep({0, 1, 2, 3, 4, 5})).empty());
+  EXPECT_EQ(t.slotFor("p", "later"), std::optional<uint32_t>(6));
+  EXPECT_EQ(t.commit(keep({0, 1, 2, 3, 4, 5, 6})), std::vector<uint32_t>({6}));
+}
+
+TEST(SlotTable, AdoptedSlotsAreKeptAndNeverFresh) {
+  SlotTable t(8);
+  t.adopt("edge", "scanners", 5);
+  t.adopt("edge", "bogons", 2);
+  t.adopt("edge", "too-far", 8);     // past the capacity: ignored
+  t.adopt("other", "same-slot", 5);  // taken: ignored
+  EXPECT_EQ(t.slotFor("edge", "scanners"), std::optional<uint32_t>(5));
+  EXPECT_EQ(t.slotFor("edge", "new1"), std::optional<uint32_t>(0));
+  EXPECT_EQ(t.slotFor("edge", "new2"), std::optional<uint32_t>(1));
+  EXPECT_EQ(t.slotFor("edge", "new3"), std::optional<uint32_t>(3)) << "2 is adopted";
+  EXPECT_EQ(t.slotFor("edge", "too-far"), std::optional<uint32_t>(4));
+  EXPECT_EQ(t.slotFor("other", "same-slot"), std::optional<uint32_t>(6));
+
+  // bogons is not in the new set: its adopted slot is let go. scanners keeps counting.
+  EXPECT_EQ(sortedSlots(t.commit(keep({0, 1, 3, 4, 5, 6}))),
+            std::vector<uint32_t>({0, 1, 3, 4, 6}));
+  EXPECT_EQ(t.slotFor("edge", "bogons"), std::optional<uint32_t>(2));
+  EXPECT_EQ(t.commit(keep({0, 1, 2, 3, 4, 5, 6})), std::vector<uint32_t>({2}))
+      << "bogons came back after its slot was freed: counted from zero";
+  EXPECT_EQ(t.slotFor("edge", "scanners"), std::optional<uint32_t>(5));
+}
+
+TEST(SlotTable, AdoptedSlotsCountAgainstTheCapacity) {
+  SlotTable t(2);
+  t.adopt("edge", "a", 1);
+  EXPECT_EQ(t.slotFor("edge", "b"), std::optional<uint32_t>(0));
+  EXPECT_EQ(t.slotFor("edge", "c"), std::nullopt);
+  EXPECT_EQ(t.commit(keep({0, 1})), std::vector<uint32_t>({0}));
+}
+
+TEST(SlotTable, CopyRestoresAllocationState) {
+  // The store keeps a copy and puts it back when a version is rejected.
+  SlotTable t(4);
+  t.slotFor("p", "a");
+  t.commit(keep({0}));
+  SlotTable saved = t;
+  EXPECT_EQ(t.slotFor("p", "b"), std::optional<uint32_t>(1));
+  EXPECT_EQ(t.slotFor("p", "c"), std::optional<uint32_t>(2));
+  t = saved;
+  EXPECT_EQ(t.slotFor("p", "c"), std::optional<uint32_t>(1));
+  EXPECT_EQ(t.commit(keep({0, 1})), std::vector<uint32_t>({1}));
+}
+
+// A name adopted at two slots (the kernel's name map can hold a stale entry) must not take a
+// slot out of use for good: once the rule's set is committed, the other slot is free again.
+TEST(SlotTable, NameAdoptedTwiceDoesNotLoseASlot) {
+  SlotTable t(2);
+  t.adopt("edge", "a", 0);
+  t.adopt("edge", "a", 1);
+  auto slot = t.slotFor("edge", "a");
+  ASSERT_TRUE(slot.has_value());
+  EXPECT_TRUE(t.commit(keep({*slot})).empty());
+  EXPECT_EQ(t.slotFor("edge", "b"), std::optional<uint32_t>(1 - *slot));
 }
 
 }  // namespace

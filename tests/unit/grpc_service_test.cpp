@@ -1,12 +1,19 @@
-// The gRPC service over an in-process channel: history, follow, filters, errors, status.
+// The gRPC service over an in-process channel: history, follow, filters, errors, status, and
+// policies with their exec and XDP rules.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <memory>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
 #include "export/api_server.hpp"
 #include "export/grpc_service.hpp"
+#include "fake_host.hpp"
+#include "policy/policy_store.hpp"
 
 namespace vigil::api {
 namespace {
@@ -136,6 +143,196 @@ TEST(Endpoint, ParsesAndRejects) {
   EXPECT_FALSE(parseEndpoint("unix://relative").ok());
   EXPECT_FALSE(parseEndpoint("tcp://127.0.0.1").ok());
   EXPECT_FALSE(parseEndpoint("http://x:1").ok());
+}
+
+// --- Policies with XDP rules -----------------------------------------------------------------
+
+// An edge policy: one exec rule, then three XDP rules on eth0.
+constexpr const char* kEdgePolicy = R"(apiVersion: vigil.dev/v1alpha1
+kind: Policy
+metadata:
+  name: edge
+spec:
+  mode: enforce
+  exec:
+    - name: no-shell
+      action: kill
+      match: {uids: [0]}
+  xdp:
+    interfaces: [eth0]
+    rules:
+      - name: scanners
+        action: drop
+        match: {sourceCIDRs: [203.0.113.0/24]}
+      - name: flood
+        mode: audit
+        match: {protocol: udp}
+        rateLimit: {packetsPerSecond: 1000}
+      - name: monitoring
+        action: pass
+        match: {sourceCIDRs: ["2001:db8::/32"]}
+)";
+
+// The service over a real PolicyStore whose kernel and host are fakes; kernel counters come
+// from maps the test fills in.
+class PolicyServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    host_.interfaces["eth0"] = policy::InterfaceInfo{2, false};
+    store_ = std::make_unique<policy::PolicyStore>(
+        host_.resolver(),
+        [](const policy::CompiledRules&, const std::vector<uint32_t>&) { return Status{}; },
+        host_.xdpResolver(),
+        [this](const policy::CompiledXdp&, const std::vector<uint32_t>&) -> Status {
+          if (xdpFails_) return Error(EBUSY, "attach xdp to eth0");
+          return {};
+        });
+    PolicyHooks hooks{store_.get(), [this] { return hits_; }, "sigkill (test)",
+                      [this] { return xdp_; }};
+    service_ = std::make_unique<VigilService>(
+        hub_, [] { return v1::GetStatusResponse{}; }, hooks);
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    stub_ = v1::Vigil::NewStub(server_->InProcessChannel({}));
+  }
+  void TearDown() override {
+    hub_.close();
+    server_->Shutdown();
+  }
+
+  v1::ListPoliciesResponse list() {
+    grpc::ClientContext ctx;
+    v1::ListPoliciesResponse resp;
+    grpc::Status st = stub_->ListPolicies(&ctx, {}, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return resp;
+  }
+
+  // The XDP slot of a rule of policy "edge".
+  uint32_t xdpSlot(const std::string& rule) {
+    for (const auto& info : store_->list()) {
+      if (info.name != "edge") continue;
+      auto it = info.xdpRuleSlots.find(rule);
+      if (it != info.xdpRuleSlots.end()) return it->second;
+    }
+    ADD_FAILURE() << "edge/" << rule << " has no XDP slot";
+    return ~0u;
+  }
+
+  policy::testing::FakeHost host_;
+  std::unique_ptr<policy::PolicyStore> store_;
+  std::vector<uint64_t> hits_;
+  std::map<uint32_t, XdpCounters> xdp_;
+  bool xdpFails_ = false;
+  server::EventHub hub_{100, 100};
+  std::unique_ptr<VigilService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::Vigil::Stub> stub_;
+};
+
+TEST_F(PolicyServiceTest, ListPoliciesShowsXdpRulesWithTheirCounters) {
+  auto applied = store_->applyText(kEdgePolicy, "edge.yaml");
+  ASSERT_TRUE(applied.ok()) << applied.error().message();
+  const uint32_t execSlot = store_->list()[0].ruleSlots.at("no-shell");
+  hits_.assign(execSlot + 1, 0);
+  hits_[execSlot] = 4;
+  // The exec slot number is also an XDP slot number: the two must not be mixed up.
+  xdp_[xdpSlot("scanners")] = XdpCounters{1000, 64000, 0, 0};
+  xdp_[xdpSlot("flood")] = XdpCounters{5000, 700000, 1200, 96000};
+  ASSERT_EQ(xdpSlot("scanners"), execSlot);
+
+  v1::ListPoliciesResponse resp = list();
+  EXPECT_EQ(resp.enforcement(), "sigkill (test)");
+  ASSERT_EQ(resp.policies_size(), 1);
+  const v1::PolicyStatus& p = resp.policies(0);
+  EXPECT_EQ(p.name(), "edge");
+  EXPECT_EQ(p.source(), "api");
+  EXPECT_EQ(p.mode(), "enforce");
+  EXPECT_EQ(p.state(), "enforcing");
+  EXPECT_EQ(p.error(), "");
+  ASSERT_EQ(p.rules_size(), 4);
+
+  const v1::RuleStatus& exec = p.rules(0);
+  EXPECT_EQ(exec.name(), "no-shell");
+  EXPECT_EQ(exec.kind(), "exec");
+  EXPECT_EQ(exec.action(), "kill");
+  EXPECT_EQ(exec.hits(), 4u);
+  EXPECT_EQ(exec.packets(), 0u);
+
+  const v1::RuleStatus& scanners = p.rules(1);
+  EXPECT_EQ(scanners.name(), "scanners");
+  EXPECT_EQ(scanners.kind(), "xdp");
+  EXPECT_EQ(scanners.action(), "drop");
+  EXPECT_EQ(scanners.mode(), "enforce");
+  EXPECT_FALSE(scanners.rate_limited());
+  EXPECT_EQ(scanners.packets(), 1000u);
+  EXPECT_EQ(scanners.bytes(), 64000u);
+  EXPECT_EQ(scanners.limited_packets(), 0u);
+  EXPECT_EQ(scanners.limited_bytes(), 0u);
+  EXPECT_EQ(scanners.hits(), 0u) << "XDP rules count packets, not exec hits";
+
+  const v1::RuleStatus& flood = p.rules(2);
+  EXPECT_EQ(flood.name(), "flood");
+  EXPECT_EQ(flood.kind(), "xdp");
+  EXPECT_EQ(flood.action(), "drop");
+  EXPECT_EQ(flood.mode(), "audit");
+  EXPECT_TRUE(flood.rate_limited());
+  EXPECT_EQ(flood.packets(), 5000u);
+  EXPECT_EQ(flood.bytes(), 700000u);
+  EXPECT_EQ(flood.limited_packets(), 1200u);
+  EXPECT_EQ(flood.limited_bytes(), 96000u);
+
+  // No counters read for this slot: zeros.
+  const v1::RuleStatus& monitoring = p.rules(3);
+  EXPECT_EQ(monitoring.name(), "monitoring");
+  EXPECT_EQ(monitoring.kind(), "xdp");
+  EXPECT_EQ(monitoring.action(), "pass");
+  EXPECT_EQ(monitoring.mode(), "enforce");
+  EXPECT_FALSE(monitoring.rate_limited());
+  EXPECT_EQ(monitoring.packets(), 0u);
+  EXPECT_EQ(monitoring.bytes(), 0u);
+}
+
+TEST_F(PolicyServiceTest, ApplyPolicyAnswersWithTheXdpRules) {
+  grpc::ClientContext ctx;
+  v1::ApplyPolicyRequest req;
+  req.set_yaml(kEdgePolicy);
+  req.set_source_name("edge.yaml");
+  v1::ApplyPolicyResponse resp;
+  grpc::Status st = stub_->ApplyPolicy(&ctx, req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.policies_size(), 1);
+  ASSERT_EQ(resp.policies(0).rules_size(), 4);
+  EXPECT_EQ(resp.policies(0).rules(1).kind(), "xdp");
+  EXPECT_EQ(resp.policies(0).rules(3).action(), "pass");
+}
+
+TEST_F(PolicyServiceTest, RejectedXdpUpdateKeepsListingTheRulesInForce) {
+  ASSERT_TRUE(store_->applyText(kEdgePolicy, "edge.yaml").ok());
+  xdp_[xdpSlot("scanners")] = XdpCounters{7, 420, 0, 0};
+
+  // A new version the kernel refuses (the interface will not take the program).
+  xdpFails_ = true;
+  grpc::ClientContext ctx;
+  v1::ApplyPolicyRequest req;
+  std::string v2 = kEdgePolicy;
+  v2.replace(v2.find("203.0.113.0/24"), 14, "203.0.113.0/25");
+  req.set_yaml(v2);
+  v1::ApplyPolicyResponse applied;
+  grpc::Status st = stub_->ApplyPolicy(&ctx, req, &applied);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("attach xdp to eth0"), std::string::npos) << st.error_message();
+
+  v1::ListPoliciesResponse resp = list();
+  ASSERT_EQ(resp.policies_size(), 1);
+  const v1::PolicyStatus& p = resp.policies(0);
+  EXPECT_EQ(p.state(), "error");
+  EXPECT_NE(p.error().find("attach xdp to eth0"), std::string::npos) << p.error();
+  ASSERT_EQ(p.rules_size(), 4);
+  EXPECT_EQ(p.rules(1).name(), "scanners");
+  EXPECT_EQ(p.rules(1).packets(), 7u);
+  EXPECT_EQ(p.rules(1).bytes(), 420u);
 }
 
 }  // namespace

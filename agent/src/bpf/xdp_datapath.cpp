@@ -577,6 +577,8 @@ Status XdpDataPath::apply(const policy::CompiledXdp& rules,
   }
 
   // The flip: one update, read once per packet.
+  vigil_xdp_state previous{};
+  bpf_map__lookup_elem(m.vigil_xdp_state, &zero, sizeof zero, &previous, sizeof previous, 0);
   vigil_xdp_state st{};
   st.gen = next;
   st.flags = VIGIL_XDP_S_ACTIVE | (src.get() >= 0 ? VIGIL_XDP_S_SRC : 0) |
@@ -587,9 +589,34 @@ Status XdpDataPath::apply(const policy::CompiledXdp& rules,
   if (int err = bpf_map__update_elem(m.vigil_xdp_state, &zero, sizeof zero, &st, sizeof st, 0))
     return Error(err, "switch to the new XDP rule set");
   const uint32_t old = d.gen;
+  policy::CompiledXdp previousRules = std::move(d.current);
+  std::set<std::string> linkedBefore;
+  for (const auto& [name, _] : d.links) linkedBefore.insert(name);
   d.gen = next;
-  d.haveRules = true;
   d.current = rules;
+
+  // Interfaces last: attaching is what can still fail (an interface that went away, another
+  // program that took it since the check). Then the old rule set, still in its slot, goes
+  // back into force, and the interfaces this apply attached are detached again.
+  Status attached = d.syncInterfaces();
+  if (!attached) {
+    bpf_map__update_elem(m.vigil_xdp_state, &zero, sizeof zero, &previous, sizeof previous, 0);
+    d.gen = old;
+    d.current = std::move(previousRules);
+    for (auto it = d.links.begin(); it != d.links.end();) {
+      std::string name = (it++)->first;
+      if (!linkedBefore.count(name)) d.detach(name);
+    }
+    for (uint32_t slot : freshSlots) {
+      vigil_xdp_name n{};
+      bpf_map__update_elem(m.vigil_xdp_names, &slot, sizeof slot, &n, sizeof n, 0);
+    }
+    if (auto s = d.waitForPrograms(); !s) return s;
+    for (bpf_map* outer : {m.vigil_xdp_ents, m.vigil_xdp_src, m.vigil_xdp_dst, m.vigil_xdp_ifs})
+      bpf_map__delete_elem(outer, &next, sizeof next, 0);
+    return attached;
+  }
+  d.haveRules = true;
   d.adoptedSlots.clear();
 
   // No packet may still be reading the old slot when it is emptied (and later refilled).
@@ -597,7 +624,7 @@ Status XdpDataPath::apply(const policy::CompiledXdp& rules,
   for (bpf_map* outer : {m.vigil_xdp_ents, m.vigil_xdp_src, m.vigil_xdp_dst, m.vigil_xdp_ifs}) {
     bpf_map__delete_elem(outer, &old, sizeof old, 0);
   }
-  return d.syncInterfaces();
+  return {};
 }
 
 Status XdpDataPath::refreshInterfaces() {

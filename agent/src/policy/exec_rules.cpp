@@ -64,7 +64,8 @@ std::optional<uint32_t> SlotTable::slotFor(const std::string& policy, const std:
 }
 
 void SlotTable::adopt(const std::string& policy, const std::string& rule, uint32_t slot) {
-  if (slot >= capacity() || used_[slot]) return;
+  // A slot already taken, or a name that already has one (the lower slot, read first, wins).
+  if (slot >= capacity() || used_[slot] || byName_.count(policy + "/" + rule)) return;
   used_[slot] = true;
   byName_[policy + "/" + rule] = slot;
 }

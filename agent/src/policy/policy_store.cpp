@@ -84,7 +84,14 @@ Status PolicyStore::commit(std::map<std::string, Entry> candidate,
   CompileResult result = compileExecRules(ordered, slots_, resolver_);
   XdpCompileResult xdp = compileXdpRules(ordered, xdpSlots_, xdpResolver_);
   if (!xdpApply_ && !xdp.rules.empty()) {
-    xdp.errors.push_back({Position{}, "XDP rules are not supported by this agent"});
+    Position at;
+    for (const Policy* p : ordered) {
+      if (p->xdp) {
+        at = p->xdp->position;
+        break;
+      }
+    }
+    xdp.errors.push_back({at, "XDP rules are not supported by this agent"});
   }
   if (warnings) {
     for (const auto& w : result.warnings) warnings->push_back(w.str());
@@ -100,24 +107,21 @@ Status PolicyStore::commit(std::map<std::string, Entry> candidate,
   // Slots that are new since the last commit start their counters from zero.
   auto fresh = slots_.commit(result.rules.slots);
   auto xdpFresh = xdpSlots_.commit(xdp.rules.slots);
-  // XDP first: attaching to interfaces is what fails most (a missing interface, another
-  // program's attachment). When the exec rules then fail, the XDP rules go back.
-  const bool xdpChanged = xdpApply_ && !sameXdp(xdp.rules, compiledXdp_);
-  if (xdpChanged) {
-    if (auto s = xdpApply_(xdp.rules, xdpFresh); !s) {
-      slots_ = std::move(saved);
-      xdpSlots_ = std::move(savedXdp);
-      // It may have failed half-way (an interface refused after the switch): the previous
-      // rule set goes back into force.
-      xdpApply_(compiledXdp_, {});
-      return s;
-    }
-  }
+  // Exec rules first: swapping them cannot fail half-way and is cheap to undo. XDP last:
+  // attaching to interfaces is what fails most (a missing interface, another program's
+  // attachment), and the data path puts its previous rule set back itself when it does.
   if (auto s = apply_(result.rules, fresh); !s) {
     slots_ = std::move(saved);
     xdpSlots_ = std::move(savedXdp);
-    if (xdpChanged) xdpApply_(compiledXdp_, {});
     return s;
+  }
+  if (xdpApply_ && !sameXdp(xdp.rules, compiledXdp_)) {
+    if (auto s = xdpApply_(xdp.rules, xdpFresh); !s) {
+      slots_ = std::move(saved);
+      xdpSlots_ = std::move(savedXdp);
+      apply_(compiled_, {});  // the exec rules go back too: all or nothing
+      return s;
+    }
   }
   entries_ = std::move(candidate);
   compiled_ = std::move(result.rules);
