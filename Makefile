@@ -18,8 +18,9 @@ DEB_PACKAGES := \
 all: build
 
 # Idempotent: installs only what is missing, with one `apt-get update` first.
-deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do \
+# $(call install_missing,LIST,WHAT)
+define install_missing
+	@missing=$$(for p in $(1); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
 	done); \
 	if [ -n "$$missing" ]; then \
@@ -27,8 +28,12 @@ deps:
 		apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else \
-		echo "deps: all $(words $(DEB_PACKAGES)) Debian packages present"; \
+		echo "$(2): all $(words $(1)) Debian packages present"; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PACKAGES),deps)
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
@@ -55,16 +60,7 @@ BENCH_PACKAGES := xdp-tools netsniff-ng nftables iptables ethtool
 
 .PHONY: bench-deps
 bench-deps:
-	@missing=$$(for p in $(BENCH_PACKAGES); do \
-		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
-	done); \
-	if [ -n "$$missing" ]; then \
-		echo "Installing:" $$missing; \
-		apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	else \
-		echo "bench-deps: all $(words $(BENCH_PACKAGES)) Debian packages present"; \
-	fi
+	$(call install_missing,$(BENCH_PACKAGES),bench-deps)
 
 # Regenerates the committed vmlinux.h from the running kernel's BTF.
 vmlinux:

@@ -41,14 +41,9 @@ set -uo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 
-BUILD_ARG=${1:-build}
-case "$BUILD_ARG" in
-  /*) BUILD_DIR=$BUILD_ARG ;;
-  *) BUILD_DIR=$REPO_DIR/$BUILD_ARG ;;
-esac
-# `bench/run.sh build` from the repository root and `make bench` both land here; a relative
-# path that exists from the current directory wins.
-[[ -d "$BUILD_ARG" ]] && BUILD_DIR=$(cd "$BUILD_ARG" && pwd)
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+resolve_build_dir "${1:-build}"
 
 EXECS=${BENCH_EXECS:-}
 RUN_SECONDS=${BENCH_RUN_SECONDS:-4}
@@ -111,23 +106,6 @@ STORM_PID=
 MOUNTED_TRACEFS=0
 START_EPOCH=$EPOCHREALTIME
 
-# Sends $2 to pid $1, waits up to $3 seconds for it to exit, then SIGKILLs it.
-stop_pid() {
-  local pid=$1 sig=$2 timeout=$3 i
-  [[ -n "$pid" ]] || return 0
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-  kill "-$sig" "$pid" 2>/dev/null
-  for ((i = 0; i < timeout * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "pid $pid did not exit on SIG$sig within ${timeout}s, killing it"
-    kill -KILL "$pid" 2>/dev/null
-  fi
-  wait "$pid" 2>/dev/null
-  return 0
-}
 
 stop_agent() {
   [[ -n "$AGENT_PID" ]] || return 0
