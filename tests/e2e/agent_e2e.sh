@@ -222,6 +222,6 @@ agent_pid=
 [ "$rc" = 0 ] || fail "vigil-agent exited $rc on SIGTERM, expected 0"
 check_detached "$ids"
 [ ! -e "$sock" ] || fail "the API socket was left behind after SIGTERM"
-grep -q "all BPF programs detached" "$tmp/agent.log" || fail "no clean-stop message in the log"
+grep -q "stopped: process event programs detached" "$tmp/agent.log" || fail "no clean-stop message in the log"
 echo "after SIGTERM: clean exit, programs $ids gone, socket removed"
 echo "PASS"

@@ -36,6 +36,18 @@ class XdpFilterTest : public ::testing::Test {
   static void SetUpTestSuite() {
     if (geteuid() != 0) return;
     pair_ = VethPair::create("xdpf").release();
+    // Permanent neighbours both ways: a rule that drops the peer's address also drops its
+    // ARP-less IPv6 neighbour discovery (ICMPv6 from that address), which would otherwise
+    // stop the sender before a single datagram reaches XDP.
+    const auto& v = *pair_;
+    testing::ipCommand({"-n", v.nsName(), "neigh", "replace", v.hostV6(), "lladdr",
+                        testing::macToString(v.hostMac()), "dev", v.peerIf(), "nud", "permanent"});
+    testing::ipCommand({"-n", v.nsName(), "neigh", "replace", v.hostV4(), "lladdr",
+                        testing::macToString(v.hostMac()), "dev", v.peerIf(), "nud", "permanent"});
+    testing::ipCommand({"neigh", "replace", v.peerV6(), "lladdr", testing::macToString(v.peerMac()),
+                        "dev", v.hostIf(), "nud", "permanent"});
+    testing::ipCommand({"neigh", "replace", v.peerV4(), "lladdr", testing::macToString(v.peerMac()),
+                        "dev", v.hostIf(), "nud", "permanent"});
     std::string error;
     env_ = testing::startTestAgent(
                "vigil-xdpf", [](server::AgentConfig& cfg) { cfg.policyPollMs = 100; }, &error)
