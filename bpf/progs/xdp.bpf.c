@@ -343,17 +343,19 @@ int vigil_xdp_filter(struct xdp_md *ctx)
 	else if (p->flags & VIGIL_XDP_P_NO_L4)
 		xdp__stat(VIGIL_XDP_STAT_NO_L4);
 
+	/* Only gen is read from the state (once): which parts a rule set has is told by its own
+	 * inner maps, present or not, so a packet never pairs one set's gen with another's
+	 * flags while userspace rewrites the state. */
 	__u32 gen = st->gen & 1;
-	__u32 flags = st->flags;
 	void *entries = bpf_map_lookup_elem(&vigil_xdp_ents, &gen);
 	if (!entries)
 		return XDP_PASS;
 
 	__u64 scopes = 1ull << (VIGIL_XDP_MAX_SCOPES - 1); /* every interface but loopback */
-	if (flags & VIGIL_XDP_S_SCOPED) {
-		void *ifs = bpf_map_lookup_elem(&vigil_xdp_ifs, &gen);
+	void *ifs = bpf_map_lookup_elem(&vigil_xdp_ifs, &gen);
+	if (ifs) {
 		__u32 ifindex = ctx->ingress_ifindex;
-		__u64 *s = ifs ? bpf_map_lookup_elem(ifs, &ifindex) : NULL;
+		__u64 *s = bpf_map_lookup_elem(ifs, &ifindex);
 		if (s)
 			scopes = *s;
 	}
@@ -362,7 +364,7 @@ int vigil_xdp_filter(struct xdp_md *ctx)
 	__u32 best_rank = VIGIL_NO_RANK;
 	struct vigil_xdp_lpm_key key = { .prefixlen = 128 };
 
-	if (flags & VIGIL_XDP_S_SRC) {
+	{
 		void *trie = bpf_map_lookup_elem(&vigil_xdp_src, &gen);
 		if (trie) {
 			__builtin_memcpy(key.addr, p->src, 16);
@@ -371,7 +373,7 @@ int vigil_xdp_filter(struct xdp_md *ctx)
 				best = e;
 		}
 	}
-	if (flags & VIGIL_XDP_S_DST) {
+	{
 		void *trie = bpf_map_lookup_elem(&vigil_xdp_dst, &gen);
 		if (trie) {
 			__builtin_memcpy(key.addr, p->dst, 16);

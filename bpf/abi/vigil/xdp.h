@@ -91,7 +91,9 @@ struct vigil_xdp_entry {
 };
 VIGIL_ABI_ASSERT(sizeof(struct vigil_xdp_entry) == 112, "vigil_xdp_entry ABI");
 
-/* vigil_xdp_state[0]: which slot of the outer maps is in force. */
+/* vigil_xdp_state[0]: which slot of the outer maps is in force. The program reads gen and
+ * ACTIVE only; the other flags describe the set for userspace (which parts a set has, the
+ * program learns from its inner maps being there, so a packet cannot mix two sets' flags). */
 enum vigil_xdp_state_flags {
 	VIGIL_XDP_S_ACTIVE = 1 << 0, /* there are rules; 0: pass everything */
 	VIGIL_XDP_S_SRC = 1 << 1,    /* the source trie has entries */
