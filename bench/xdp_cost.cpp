@@ -49,6 +49,7 @@
 #include "policy/exec_rules.hpp"
 #include "policy/model.hpp"
 #include "policy/xdp_rules.hpp"
+#include "support/frames.hpp"
 
 namespace {
 
@@ -549,22 +550,6 @@ struct Case {
   std::optional<std::string> error;
 };
 
-const char* xdpActionName(uint32_t a) {
-  switch (a) {
-    case XDP_ABORTED:
-      return "XDP_ABORTED";
-    case XDP_DROP:
-      return "XDP_DROP";
-    case XDP_PASS:
-      return "XDP_PASS";
-    case XDP_TX:
-      return "XDP_TX";
-    case XDP_REDIRECT:
-      return "XDP_REDIRECT";
-  }
-  return "?";
-}
-
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -809,13 +794,13 @@ std::string caseJson(const Case& c) {
       .str("packet", c.packet)
       .str("packet_desc", c.packetDesc)
       .num("frame_bytes", uint64_t(c.frame.size()))
-      .str("expected", xdpActionName(c.expected));
+      .str("expected", vigil::testing::xdpActionName(c.expected));
   std::string ns, rv;
   for (size_t i = 0; i < c.ns.size(); ++i) {
     ns += (i ? ", " : "") + std::to_string(uint64_t(c.ns[i]));
   }
   for (size_t i = 0; i < c.retvals.size(); ++i) {
-    rv += (i ? ", " : "") + jsonString(xdpActionName(c.retvals[i]));
+    rv += (i ? ", " : "") + jsonString(vigil::testing::xdpActionName(c.retvals[i]));
   }
   o.raw("ns", "[" + ns + "]").raw("verdicts", "[" + rv + "]").boolean("verdict_ok", verdictOk(c));
   if (c.ns.empty()) {
@@ -920,7 +905,7 @@ int main(int argc, char** argv) {
     cases.push_back(caseJson(c));
     std::fprintf(stderr, "%-20s %-6s %-9s %10.1f  %s%s\n", c.config.c_str(), c.family.c_str(),
                  c.packet.c_str(), median(c.ns),
-                 c.retvals.empty() ? "-" : xdpActionName(c.retvals.back()),
+                 c.retvals.empty() ? "-" : vigil::testing::xdpActionName(c.retvals.back()).c_str(),
                  verdictOk(c) ? "" : "  (UNEXPECTED)");
   }
   for (const auto& s : b.vigil) setups.push_back(setupJson(s));

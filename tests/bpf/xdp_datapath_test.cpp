@@ -89,21 +89,7 @@ class UniqueFd {
   int fd_;
 };
 
-std::string verdictName(uint32_t v) {
-  switch (v) {
-    case XDP_ABORTED:
-      return "XDP_ABORTED";
-    case XDP_DROP:
-      return "XDP_DROP";
-    case XDP_PASS:
-      return "XDP_PASS";
-    case XDP_TX:
-      return "XDP_TX";
-    case XDP_REDIRECT:
-      return "XDP_REDIRECT";
-  }
-  return "retval " + std::to_string(v);
-}
+std::string verdictName(uint32_t v) { return vigil::testing::xdpActionName(v); }
 
 // Stats as "name=value" for the non-zero ones: a mismatch reads well in a failure message.
 std::string statsText(const Stats& s) {

@@ -399,4 +399,20 @@ Frame FrameBuilder::build() const {
   return frame;
 }
 
+std::string xdpActionName(uint32_t action) {
+  switch (action) {
+    case 0:
+      return "XDP_ABORTED";
+    case 1:
+      return "XDP_DROP";
+    case 2:
+      return "XDP_PASS";
+    case 3:
+      return "XDP_TX";
+    case 4:
+      return "XDP_REDIRECT";
+  }
+  return "retval " + std::to_string(action);
+}
+
 }  // namespace vigil::testing

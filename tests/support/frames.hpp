@@ -30,6 +30,9 @@ inline constexpr Mac kBroadcastMac = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 Mac parseMac(const std::string& text);
 std::string macToString(const Mac& mac);
 
+// "XDP_DROP", "XDP_PASS", ... for an XDP program's return value; "retval N" otherwise.
+std::string xdpActionName(uint32_t action);
+
 // Ethertypes, IP protocol numbers and TCP flags the builder knows.
 inline constexpr uint16_t kEthIpv4 = 0x0800;
 inline constexpr uint16_t kEthIpv6 = 0x86dd;

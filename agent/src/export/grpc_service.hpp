@@ -2,11 +2,12 @@
 
 // The vigil.v1.Vigil gRPC service over the event hub and the agent's status.
 
+#include <grpcpp/grpcpp.h>
+
 #include <functional>
 #include <map>
 
-#include <grpcpp/grpcpp.h>
-
+#include "bpf/xdp_datapath.hpp"
 #include "policy/policy_store.hpp"
 #include "server/event_hub.hpp"
 #include "vigil/v1/vigil.grpc.pb.h"
@@ -14,13 +15,9 @@
 namespace vigil::api {
 
 // What the policy RPCs need; without a store they answer UNIMPLEMENTED.
-// Kernel counters of one XDP rule, summed over CPUs.
-struct XdpCounters {
-  uint64_t packets = 0;
-  uint64_t bytes = 0;
-  uint64_t limitedPackets = 0;
-  uint64_t limitedBytes = 0;
-};
+// Kernel counters of one XDP rule, summed over CPUs (the data path's own type: its header
+// has no libbpf in it).
+using XdpCounters = bpf::XdpRuleCounters;
 
 struct PolicyHooks {
   policy::PolicyStore* store = nullptr;

@@ -1014,20 +1014,24 @@ class PolicyReader {
     if (const Field* xdp = find(fields, "xdp")) readXdp(*xdp, policy);
   }
 
-  void readExecRules(const Node& rules, Policy& policy) {
+  // A list of rules (exec or XDP): each a mapping read by readOne(item, path, rule, nameNode),
+  // with names unique in the list.
+  template <typename Rule, typename ReadOne>
+  void readRuleList(const Node& rules, const std::string& path, std::vector<Rule>& out,
+                    ReadOne readOne) {
     // Rule name -> the node that first used it.
     std::unordered_map<std::string, const Node*> names;
     for (size_t i = 0; i < rules.children.size(); ++i) {
       const Node& item = node(rules.children[i]);
-      const std::string rulePath = itemPath("spec.exec", i);
+      const std::string rulePath = itemPath(path, i);
       if (item.rejected) continue;
       if (item.kind != NodeKind::mapping) {
         error(item, rulePath, "expected a mapping (a rule), got " + describe(item));
         continue;
       }
-      ExecRule rule;
+      Rule rule;
       const Node* nameNode = nullptr;
-      readRule(item, rulePath, rule, nameNode);
+      readOne(item, rulePath, rule, nameNode);
       if (nameNode == nullptr) continue;
       auto [it, inserted] = names.emplace(rule.name, nameNode);
       if (!inserted) {
@@ -1036,8 +1040,15 @@ class PolicyReader {
                   std::to_string(it->second->line) + ")");
         continue;
       }
-      policy.exec.push_back(std::move(rule));
+      out.push_back(std::move(rule));
     }
+  }
+
+  void readExecRules(const Node& rules, Policy& policy) {
+    readRuleList(rules, "spec.exec", policy.exec,
+                 [this](const Node& item, const std::string& p, ExecRule& r, const Node*& n) {
+                   readRule(item, p, r, n);
+                 });
   }
 
   std::optional<Mode> parseMode(const std::string& value, const Node& at, const std::string& path) {
@@ -1210,29 +1221,10 @@ class PolicyReader {
   }
 
   void readXdpRules(const Node& rules, const std::string& path, std::vector<XdpRule>& out) {
-    // Rule name -> the node that first used it.
-    std::unordered_map<std::string, const Node*> names;
-    for (size_t i = 0; i < rules.children.size(); ++i) {
-      const Node& item = node(rules.children[i]);
-      const std::string rulePath = itemPath(path, i);
-      if (item.rejected) continue;
-      if (item.kind != NodeKind::mapping) {
-        error(item, rulePath, "expected a mapping (a rule), got " + describe(item));
-        continue;
-      }
-      XdpRule rule;
-      const Node* nameNode = nullptr;
-      readXdpRule(item, rulePath, rule, nameNode);
-      if (nameNode == nullptr) continue;
-      auto [it, inserted] = names.emplace(rule.name, nameNode);
-      if (!inserted) {
-        error(*nameNode, fieldPath(rulePath, "name"),
-              "duplicate rule name " + quoted(rule.name) + " (first used at line " +
-                  std::to_string(it->second->line) + ")");
-        continue;
-      }
-      out.push_back(std::move(rule));
-    }
+    readRuleList(rules, path, out,
+                 [this](const Node& item, const std::string& p, XdpRule& r, const Node*& n) {
+                   readXdpRule(item, p, r, n);
+                 });
   }
 
   void readXdpRule(const Node& mapping, const std::string& path, XdpRule& rule,

@@ -378,9 +378,7 @@ std::map<uint32_t, api::XdpCounters> Agent::xdpCounters() const {
   if (!xdp_) return out;
   auto c = xdp_->readCounters();
   if (!c) return out;
-  for (const auto& [slot, v] : c.value())
-    out[slot] = {v.packets, v.bytes, v.limitedPackets, v.limitedBytes};
-  return out;
+  return c.value();
 }
 
 std::string Agent::interfaceName(uint32_t ifindex) {
