@@ -42,7 +42,16 @@ inline std::unique_ptr<TestAgent> startTestAgent(
   cfg.policyDir = (env->dir / "policies").string();
   cfg.pinDir = "/sys/fs/bpf/" + prefix + "-" + std::to_string(getpid());
   env->pinDir = cfg.pinDir;
-  bpf::XdpDataPath::cleanup(cfg.pinDir);  // left by a crashed run of the same pid
+  // XDP enforcement left pinned by crashed runs (this pid's, or a pid that is gone).
+  bpf::XdpDataPath::cleanup(cfg.pinDir);
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/sys/fs/bpf", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix + "-", 0) != 0) continue;
+    const std::string pid = name.substr(prefix.size() + 1);
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (!std::filesystem::exists("/proc/" + pid)) bpf::XdpDataPath::cleanup(entry.path());
+  }
   if (adjust) adjust(cfg);
   env->pinDir = cfg.pinDir;
   auto agent = server::Agent::start(cfg);

@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
 #include <memory>
+#include <sstream>
 
 #include "bpf/xdp_datapath.hpp"
 #include "events/filter.hpp"
@@ -391,7 +393,17 @@ TEST_F(XdpFilterTest, AddressRulesStillMatchFragmentsAndTruncatedL4) {
 
 TEST_F(XdpFilterTest, FallsBackToGenericModeWhereTheDriverHasNoNativeXdp) {
   // A bridge device has no XDP support in its driver (nothing is enslaved to it).
-  const std::string bridge = "vgb" + std::to_string(getpid() % 100000);
+  // Bridges of crashed runs (their pid is gone) first.
+  auto links = testing::runCommand({"ip", "-o", "link", "show", "type", "bridge"});
+  std::istringstream lines(links.out);
+  for (std::string line; std::getline(lines, line);) {
+    auto start = line.find(": vgb");
+    if (start == std::string::npos) continue;
+    std::string name = line.substr(start + 2, line.find(':', start + 2) - start - 2);
+    if (!std::filesystem::exists("/proc/" + name.substr(3)))
+      testing::runCommand({"ip", "link", "del", name});
+  }
+  const std::string bridge = "vgb" + std::to_string(getpid());
   ASSERT_EQ(testing::runCommand({"ip", "link", "add", bridge, "type", "bridge"}).status, 0);
   struct Remove {
     std::string name;
