@@ -19,6 +19,14 @@ struct vigil_xdp_trie {
 	__uint(value_size, sizeof(struct vigil_xdp_candidates));
 };
 
+struct vigil_xdp_trie4 {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(struct vigil_xdp_lpm4_key));
+	__uint(value_size, sizeof(struct vigil_xdp_candidates));
+};
+
 struct vigil_xdp_entries {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_INNER_MAP);
@@ -47,6 +55,20 @@ struct {
 	__type(key, __u32);
 	__array(values, struct vigil_xdp_trie);
 } vigil_xdp_dst SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct vigil_xdp_trie4);
+} vigil_xdp_src4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct vigil_xdp_trie4);
+} vigil_xdp_dst4 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
@@ -186,6 +208,34 @@ xdp__scan(const struct vigil_xdp_candidates *c, void *entries, const struct vigi
 		}
 	}
 	return NULL;
+}
+
+/* The candidate list for the packet's source (dst 0) or destination (dst 1) address, from
+ * the trie of its family. */
+static __always_inline const struct vigil_xdp_candidates *
+xdp__candidates(const struct vigil_pkt *p, __u32 gen, int dst)
+{
+	const __u64 *addr = dst ? p->dst : p->src;
+	void *trie;
+
+	if (p->v4) {
+		struct vigil_xdp_lpm4_key key4 = { .prefixlen = 32 };
+
+		trie = dst ? bpf_map_lookup_elem(&vigil_xdp_dst4, &gen)
+			   : bpf_map_lookup_elem(&vigil_xdp_src4, &gen);
+		if (!trie)
+			return NULL;
+		__builtin_memcpy(key4.addr, (const __u8 *)addr + 12, 4);
+		return bpf_map_lookup_elem(trie, &key4);
+	}
+	struct vigil_xdp_lpm_key key = { .prefixlen = 128 };
+
+	trie = dst ? bpf_map_lookup_elem(&vigil_xdp_dst, &gen)
+		   : bpf_map_lookup_elem(&vigil_xdp_src, &gen);
+	if (!trie)
+		return NULL;
+	__builtin_memcpy(key.addr, addr, 16);
+	return bpf_map_lookup_elem(trie, &key);
 }
 
 /* Rate limit (GCRA). True when the packet is within the rate. */
@@ -361,27 +411,15 @@ int vigil_xdp_filter(struct xdp_md *ctx)
 	}
 
 	const struct vigil_xdp_entry *best = NULL, *e;
+	const struct vigil_xdp_candidates *c;
 	__u32 best_rank = VIGIL_NO_RANK;
-	struct vigil_xdp_lpm_key key = { .prefixlen = 128 };
 
-	{
-		void *trie = bpf_map_lookup_elem(&vigil_xdp_src, &gen);
-		if (trie) {
-			__builtin_memcpy(key.addr, p->src, 16);
-			const struct vigil_xdp_candidates *c = bpf_map_lookup_elem(trie, &key);
-			if (c && (e = xdp__scan(c, entries, p, scopes, &best_rank)))
-				best = e;
-		}
-	}
-	{
-		void *trie = bpf_map_lookup_elem(&vigil_xdp_dst, &gen);
-		if (trie) {
-			__builtin_memcpy(key.addr, p->dst, 16);
-			const struct vigil_xdp_candidates *c = bpf_map_lookup_elem(trie, &key);
-			if (c && (e = xdp__scan(c, entries, p, scopes, &best_rank)))
-				best = e;
-		}
-	}
+	c = xdp__candidates(p, gen, 0);
+	if (c && (e = xdp__scan(c, entries, p, scopes, &best_rank)))
+		best = e;
+	c = xdp__candidates(p, gen, 1);
+	if (c && (e = xdp__scan(c, entries, p, scopes, &best_rank)))
+		best = e;
 	if (!best)
 		return XDP_PASS;
 	return xdp__enforce(ctx, best, p, st);

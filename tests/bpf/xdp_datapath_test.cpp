@@ -958,12 +958,12 @@ TEST_F(XdpSwap, ConcurrentAppliesNeverShowAMixedRuleSet) {
 
   auto maps = programMaps(prog);
   for (const char* name :
-       {"vigil_xdp_state", "vigil_xdp_ents", "vigil_xdp_src", "vigil_xdp_ctrs"}) {
+       {"vigil_xdp_state", "vigil_xdp_ents", "vigil_xdp_src4", "vigil_xdp_ctrs"}) {
     ASSERT_TRUE(maps.count(name)) << "the program has no map " << name;
   }
   const int stateFd = maps.at("vigil_xdp_state").get();
   const int entsFd = maps.at("vigil_xdp_ents").get();
-  const int srcFd = maps.at("vigil_xdp_src").get();
+  const int srcFd = maps.at("vigil_xdp_src4").get();
   const int ctrsFd = maps.at("vigil_xdp_ctrs").get();
   auto gen = [&] {
     uint32_t zero = 0;

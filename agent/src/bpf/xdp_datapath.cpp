@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <vigil/xdp.h>
 
+#include <array>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -178,9 +179,15 @@ struct XdpDataPath::Impl {
 
   std::vector<bpf_map*> pinnedMaps() const {
     auto& m = skel->maps;
-    return {m.vigil_xdp_src,   m.vigil_xdp_dst,  m.vigil_xdp_ents,  m.vigil_xdp_ifs,
-            m.vigil_xdp_state, m.vigil_xdp_ctrs, m.vigil_xdp_names, m.vigil_xdp_bkts,
-            m.vigil_xdp_ring,  m.vigil_xdp_stats};
+    return {m.vigil_xdp_src,   m.vigil_xdp_dst,  m.vigil_xdp_src4,  m.vigil_xdp_dst4,
+            m.vigil_xdp_ents,  m.vigil_xdp_ifs,  m.vigil_xdp_state, m.vigil_xdp_ctrs,
+            m.vigil_xdp_names, m.vigil_xdp_bkts, m.vigil_xdp_ring,  m.vigil_xdp_stats};
+  }
+  // The maps that hold one rule set per slot.
+  std::vector<bpf_map*> outerMaps() const {
+    auto& m = skel->maps;
+    return {m.vigil_xdp_ents, m.vigil_xdp_src,  m.vigil_xdp_dst,
+            m.vigil_xdp_src4, m.vigil_xdp_dst4, m.vigil_xdp_ifs};
   }
   std::string mapPin(bpf_map* map) const { return dir + "/maps/" + bpf_map__name(map); }
   std::string linkPin(const std::string& ifname) const { return dir + "/links/" + ifname; }
@@ -468,19 +475,64 @@ Fd createInner(bpf_map_type type, const char* name, uint32_t keySize, uint32_t v
   return Fd(bpf_map_create(type, name, keySize, valueSize, maxEntries ? maxEntries : 1, &opts));
 }
 
-Status fillTrie(int fd, const std::map<policy::LpmPrefix, std::vector<uint32_t>>& trie,
-                const char* what) {
-  for (const auto& [prefix, list] : trie) {
-    vigil_xdp_lpm_key key{};
-    key.prefixlen = prefix.bits;
-    std::memcpy(key.addr, prefix.addr.data(), 16);
-    vigil_xdp_candidates value{};
-    value.count = static_cast<uint32_t>(std::min<size_t>(list.size(), VIGIL_XDP_CANDIDATES));
-    for (uint32_t i = 0; i < value.count; i++) value.entry[i] = list[i];
-    if (bpf_map_update_elem(fd, &key, &value, BPF_ANY) != 0)
-      return Error(errno, std::string("write the ") + what + " address trie");
+using Trie = std::map<policy::LpmPrefix, std::vector<uint32_t>>;
+
+vigil_xdp_candidates candidates(const std::vector<uint32_t>& list) {
+  vigil_xdp_candidates value{};
+  value.count = static_cast<uint32_t>(std::min<size_t>(list.size(), VIGIL_XDP_CANDIDATES));
+  for (uint32_t i = 0; i < value.count; i++) value.entry[i] = list[i];
+  return value;
+}
+
+// Whether a prefix lies inside ::ffff:0:0/96, the IPv4-mapped space.
+bool inIpv4Space(const policy::LpmPrefix& p) {
+  if (p.bits < 96) return false;
+  for (int i = 0; i < 10; i++)
+    if (p.addr[i] != 0) return false;
+  return p.addr[10] == 0xff && p.addr[11] == 0xff;
+}
+
+// Whether p (shorter than /96) contains all of ::ffff:0:0/96.
+bool containsIpv4Space(const policy::LpmPrefix& p) {
+  if (p.bits > 96) return false;
+  static const std::array<uint8_t, 16> kMapped = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  for (uint32_t bit = 0; bit < p.bits; bit++) {
+    uint8_t mask = static_cast<uint8_t>(0x80 >> (bit % 8));
+    if ((p.addr[bit / 8] & mask) != (kMapped[bit / 8] & mask)) return false;
   }
-  return {};
+  return true;
+}
+
+// One compiled trie (both families, IPv4 mapped) as the kernel's two: the IPv6 part as it
+// is, and the IPv4 part with 4-byte keys, whose /0 holds the candidates of the longest
+// shorter prefix that contains all of IPv4 (a packet of any IPv4 address starts there).
+struct SplitTrie {
+  Trie v6;
+  std::vector<std::pair<vigil_xdp_lpm4_key, const std::vector<uint32_t>*>> v4;
+};
+
+SplitTrie splitTrie(const Trie& trie) {
+  SplitTrie out;
+  const std::vector<uint32_t>* root = nullptr;
+  uint32_t rootBits = 0;
+  bool haveV4Zero = false;
+  for (const auto& [prefix, list] : trie) {
+    if (inIpv4Space(prefix)) {
+      vigil_xdp_lpm4_key key{};
+      key.prefixlen = prefix.bits - 96;
+      std::memcpy(key.addr, prefix.addr.data() + 12, 4);
+      out.v4.emplace_back(key, &list);
+      haveV4Zero = haveV4Zero || key.prefixlen == 0;
+      continue;
+    }
+    out.v6.emplace(prefix, list);
+    if (containsIpv4Space(prefix) && (!root || prefix.bits >= rootBits)) {
+      root = &list;
+      rootBits = prefix.bits;
+    }
+  }
+  if (root && !haveV4Zero) out.v4.emplace_back(vigil_xdp_lpm4_key{}, root);
+  return out;
 }
 
 }  // namespace
@@ -514,18 +566,36 @@ Status XdpDataPath::apply(const policy::CompiledXdp& rules,
     if (bpf_map_update_batch(ents.get(), keys.data(), rules.entries.data(), &count, &bopts) != 0)
       return Error(errno, "write the XDP entries");
   }
-  auto trie = [&](const std::map<policy::LpmPrefix, std::vector<uint32_t>>& t, const char* what,
-                  Fd& out) -> Status {
-    if (t.empty()) return {};
-    out = createInner(BPF_MAP_TYPE_LPM_TRIE, "vigil_xdp_trie", sizeof(vigil_xdp_lpm_key),
-                      sizeof(vigil_xdp_candidates), static_cast<uint32_t>(t.size()),
-                      BPF_F_NO_PREALLOC);
+  // An LPM trie of candidate lists; absent (-1) when it would be empty.
+  auto makeTrie = [](uint32_t keySize, size_t n, const char* what, Fd& out) -> Status {
+    if (n == 0) return {};
+    out = createInner(BPF_MAP_TYPE_LPM_TRIE, "vigil_xdp_trie", keySize,
+                      sizeof(vigil_xdp_candidates), static_cast<uint32_t>(n), BPF_F_NO_PREALLOC);
     if (out.get() < 0) return Error(errno, std::string("create the ") + what + " address trie");
-    return fillTrie(out.get(), t, what);
+    return {};
   };
-  Fd src, dst, ifs;
-  if (auto s = trie(rules.sourceTrie, "source", src); !s) return s;
-  if (auto s = trie(rules.destinationTrie, "destination", dst); !s) return s;
+  auto trie = [&](const Trie& t, const char* what, Fd& out6, Fd& out4) -> Status {
+    SplitTrie split = splitTrie(t);
+    if (auto s = makeTrie(sizeof(vigil_xdp_lpm_key), split.v6.size(), what, out6); !s) return s;
+    if (auto s = makeTrie(sizeof(vigil_xdp_lpm4_key), split.v4.size(), what, out4); !s) return s;
+    for (const auto& [prefix, list] : split.v6) {
+      vigil_xdp_lpm_key key{};
+      key.prefixlen = prefix.bits;
+      std::memcpy(key.addr, prefix.addr.data(), 16);
+      vigil_xdp_candidates value = candidates(list);
+      if (bpf_map_update_elem(out6.get(), &key, &value, BPF_ANY) != 0)
+        return Error(errno, std::string("write the ") + what + " IPv6 address trie");
+    }
+    for (const auto& [key, list] : split.v4) {
+      vigil_xdp_candidates value = candidates(*list);
+      if (bpf_map_update_elem(out4.get(), &key, &value, BPF_ANY) != 0)
+        return Error(errno, std::string("write the ") + what + " IPv4 address trie");
+    }
+    return {};
+  };
+  Fd src, dst, src4, dst4, ifs;
+  if (auto s = trie(rules.sourceTrie, "source", src, src4); !s) return s;
+  if (auto s = trie(rules.destinationTrie, "destination", dst, dst4); !s) return s;
   if (rules.scoped()) {
     ifs = createInner(BPF_MAP_TYPE_HASH, "vigil_xdp_scope", 4, 8,
                       static_cast<uint32_t>(rules.scopes.size()), 0);
@@ -551,6 +621,8 @@ Status XdpDataPath::apply(const policy::CompiledXdp& rules,
   if (auto s = place(m.vigil_xdp_ents, ents, "XDP entries"); !s) return s;
   if (auto s = place(m.vigil_xdp_src, src, "source trie"); !s) return s;
   if (auto s = place(m.vigil_xdp_dst, dst, "destination trie"); !s) return s;
+  if (auto s = place(m.vigil_xdp_src4, src4, "IPv4 source trie"); !s) return s;
+  if (auto s = place(m.vigil_xdp_dst4, dst4, "IPv4 destination trie"); !s) return s;
   if (auto s = place(m.vigil_xdp_ifs, ifs, "interface table"); !s) return s;
 
   // Names (so that a restarted agent keeps the counters with their rules), fresh counters.
@@ -581,8 +653,9 @@ Status XdpDataPath::apply(const policy::CompiledXdp& rules,
   bpf_map__lookup_elem(m.vigil_xdp_state, &zero, sizeof zero, &previous, sizeof previous, 0);
   vigil_xdp_state st{};
   st.gen = next;
-  st.flags = VIGIL_XDP_S_ACTIVE | (src.get() >= 0 ? VIGIL_XDP_S_SRC : 0) |
-             (dst.get() >= 0 ? VIGIL_XDP_S_DST : 0) | (rules.scoped() ? VIGIL_XDP_S_SCOPED : 0);
+  st.flags = VIGIL_XDP_S_ACTIVE | (src.get() >= 0 || src4.get() >= 0 ? VIGIL_XDP_S_SRC : 0) |
+             (dst.get() >= 0 || dst4.get() >= 0 ? VIGIL_XDP_S_DST : 0) |
+             (rules.scoped() ? VIGIL_XDP_S_SCOPED : 0);
   st.sample_per_cpu = std::max<uint32_t>(1, (d.options.samplesPerSecond + std::max(ncpu, 1) - 1) /
                                                 static_cast<uint32_t>(std::max(ncpu, 1)));
   st.abi = VIGIL_XDP_ABI_VERSION;
@@ -612,8 +685,7 @@ Status XdpDataPath::apply(const policy::CompiledXdp& rules,
       bpf_map__update_elem(m.vigil_xdp_names, &slot, sizeof slot, &n, sizeof n, 0);
     }
     if (auto s = d.waitForPrograms(); !s) return s;
-    for (bpf_map* outer : {m.vigil_xdp_ents, m.vigil_xdp_src, m.vigil_xdp_dst, m.vigil_xdp_ifs})
-      bpf_map__delete_elem(outer, &next, sizeof next, 0);
+    for (bpf_map* outer : d.outerMaps()) bpf_map__delete_elem(outer, &next, sizeof next, 0);
     return attached;
   }
   d.haveRules = true;
@@ -621,7 +693,7 @@ Status XdpDataPath::apply(const policy::CompiledXdp& rules,
 
   // No packet may still be reading the old slot when it is emptied (and later refilled).
   if (auto s = d.waitForPrograms(); !s) return s;
-  for (bpf_map* outer : {m.vigil_xdp_ents, m.vigil_xdp_src, m.vigil_xdp_dst, m.vigil_xdp_ifs}) {
+  for (bpf_map* outer : d.outerMaps()) {
     bpf_map__delete_elem(outer, &old, sizeof old, 0);
   }
   return {};

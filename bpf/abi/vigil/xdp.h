@@ -14,8 +14,11 @@
  *
  * Rank (precedence): the entry with the longest prefix wins (the longer of its source and
  * destination prefix lengths, then the shorter one), then the rule written first (policies by
- * name, rules in file order). IPv4 addresses are stored as IPv4-mapped IPv6 (::ffff:a.b.c.d),
- * so one trie holds both families; an IPv4 /n is the trie prefix /(96 + n).
+ * name, rules in file order). Entries hold IPv4 addresses as IPv4-mapped IPv6
+ * (::ffff:a.b.c.d), and the compiler builds one trie of both families where an IPv4 /n is the
+ * prefix /(96 + n). The agent installs it as two tries per direction: IPv6 keys (16 bytes) and
+ * IPv4 keys (4 bytes, vigil_xdp_lpm4_key), which a lookup walks faster; the IPv4 trie's /0
+ * holds the candidates of the longest shorter prefix that contains all of IPv4.
  *
  * Atomic updates. The tries, the entry array and the interface table of one rule set are inner
  * maps of the 2-slot outer maps below. Userspace builds a new set in the inactive slot, flips
@@ -60,6 +63,13 @@ struct vigil_xdp_lpm_key {
 	__u8 addr[16];
 };
 VIGIL_ABI_ASSERT(sizeof(struct vigil_xdp_lpm_key) == 20, "vigil_xdp_lpm_key ABI");
+
+/* LPM trie key of the IPv4 tries. */
+struct vigil_xdp_lpm4_key {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+VIGIL_ABI_ASSERT(sizeof(struct vigil_xdp_lpm4_key) == 8, "vigil_xdp_lpm4_key ABI");
 
 /* LPM trie value: indexes into the entry array, best rank first. */
 struct vigil_xdp_candidates {
@@ -154,7 +164,7 @@ enum vigil_xdp_pkt_flags {
 	VIGIL_XDP_P_EXT_TOO_DEEP = 1 << 3, /* IPv6 extension headers past the walk depth */
 };
 
-#define VIGIL_XDP_ABI_VERSION 1
+#define VIGIL_XDP_ABI_VERSION 2
 #define VIGIL_REC_XDP_DROP 16
 
 /* A sampled drop (or audit) record, in the vigil_xdp_events ring buffer. */
