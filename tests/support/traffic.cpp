@@ -131,6 +131,14 @@ void closeFd(int& fd) {
   fd = -1;
 }
 
+// Ends a reader thread (it watches stopFd) and closes both descriptors.
+void stopReader(int& stopFd, std::thread& thread, int& fd) {
+  signalStop(stopFd);
+  if (thread.joinable()) thread.join();
+  closeFd(fd);
+  closeFd(stopFd);
+}
+
 uint64_t fnv1a(std::span<const uint8_t> bytes) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (uint8_t b : bytes) h = (h ^ b) * 0x100000001b3ull;
@@ -252,12 +260,7 @@ FrameCounter::FrameCounter(const std::string& ns, const std::string& ifname)
   thread_ = std::thread([this] { run(); });
 }
 
-FrameCounter::~FrameCounter() {
-  signalStop(stopFd_);
-  if (thread_.joinable()) thread_.join();
-  closeFd(fd_);
-  closeFd(stopFd_);
-}
+FrameCounter::~FrameCounter() { stopReader(stopFd_, thread_, fd_); }
 
 void FrameCounter::run() {
   std::vector<uint8_t> buf(256 * 1024);
@@ -407,12 +410,7 @@ UdpSink::UdpSink(const std::string& address, uint16_t port, const std::string& n
   thread_ = std::thread([this] { run(); });
 }
 
-UdpSink::~UdpSink() {
-  signalStop(stopFd_);
-  if (thread_.joinable()) thread_.join();
-  closeFd(fd_);
-  closeFd(stopFd_);
-}
+UdpSink::~UdpSink() { stopReader(stopFd_, thread_, fd_); }
 
 void UdpSink::run() {
   std::vector<uint8_t> buf(65536);
@@ -572,12 +570,7 @@ TcpListener::TcpListener(const std::string& address, uint16_t port, const std::s
   thread_ = std::thread([this] { run(); });
 }
 
-TcpListener::~TcpListener() {
-  signalStop(stopFd_);
-  if (thread_.joinable()) thread_.join();
-  closeFd(fd_);
-  closeFd(stopFd_);
-}
+TcpListener::~TcpListener() { stopReader(stopFd_, thread_, fd_); }
 
 void TcpListener::run() {
   int err = 0;
