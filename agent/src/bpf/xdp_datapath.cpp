@@ -656,8 +656,11 @@ Status XdpDataPath::apply(const policy::CompiledXdp& rules,
   st.flags = VIGIL_XDP_S_ACTIVE | (src.get() >= 0 || src4.get() >= 0 ? VIGIL_XDP_S_SRC : 0) |
              (dst.get() >= 0 || dst4.get() >= 0 ? VIGIL_XDP_S_DST : 0) |
              (rules.scoped() ? VIGIL_XDP_S_SCOPED : 0);
-  st.sample_per_cpu = std::max<uint32_t>(1, (d.options.samplesPerSecond + std::max(ncpu, 1) - 1) /
-                                                static_cast<uint32_t>(std::max(ncpu, 1)));
+  // The budget is per CPU: the rule's share on each CPU that can receive packets now (online,
+  // not possible: a host with many possible CPUs and few online would report too little).
+  const long online = std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN));
+  st.sample_per_cpu = std::max<uint32_t>(
+      1, static_cast<uint32_t>((d.options.samplesPerSecond + online - 1) / online));
   st.abi = VIGIL_XDP_ABI_VERSION;
   if (int err = bpf_map__update_elem(m.vigil_xdp_state, &zero, sizeof zero, &st, sizeof st, 0))
     return Error(err, "switch to the new XDP rule set");
