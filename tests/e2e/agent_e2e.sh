@@ -15,7 +15,19 @@ if [ "$(id -u)" != 0 ]; then
   exit 77
 fi
 
-tmp=$(mktemp -d /tmp/vigil-e2e.XXXXXX)
+# Runs that died without their cleanup (their pid is gone): unmount their bpffs, remove them.
+for old in /tmp/vigil-e2e-*; do
+  [ -d "$old" ] || continue
+  pid=${old#/tmp/vigil-e2e-}
+  pid=${pid%%.*}
+  kill -0 "$pid" 2>/dev/null && continue
+  umount -l "$old/bpffs" 2>/dev/null || true
+  rm -rf "$old"
+done
+tmp=$(mktemp -d "/tmp/vigil-e2e-$$.XXXXXX")
+# The agent pins on a bpffs of this test's own, never the host's /sys/fs/bpf; unmounting it
+# takes whatever is pinned there (and the XDP links) with it.
+pins=$tmp/bpffs/vigil
 sock=$tmp/vigil.sock
 agent_pid=
 netns=vigil-e2e-$$
@@ -26,12 +38,15 @@ cleanup() {
     kill -9 "$agent_pid" 2>/dev/null || true
     wait "$agent_pid" 2>/dev/null || true
   fi
-  "$AGENT" --cleanup --pin-dir "/sys/fs/bpf/vigil-e2e-$$" >/dev/null 2>&1 || true
+  "$AGENT" --cleanup --pin-dir "$pins" >/dev/null 2>&1 || true
   ip link del "$veth_host" 2>/dev/null || true
   ip netns del "$netns" 2>/dev/null || true
+  umount -l "$tmp/bpffs" 2>/dev/null || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+mkdir "$tmp/bpffs"
+mount -t bpf bpf "$tmp/bpffs"
 
 fail() {
   echo "FAIL: $*" >&2
@@ -43,7 +58,7 @@ fail() {
 vigil() { "$VIGIL" --server "unix://$sock" "$@"; }
 
 start_agent() {
-  "$AGENT" --api "unix://$sock" --policy-dir "$tmp/policies" --pin-dir "/sys/fs/bpf/vigil-e2e-$$" --node-name e2e "$@" >"$tmp/agent.log" 2>&1 &
+  "$AGENT" --api "unix://$sock" --policy-dir "$tmp/policies" --pin-dir "$pins" --node-name e2e "$@" >"$tmp/agent.log" 2>&1 &
   agent_pid=$!
   for _ in $(seq 1 100); do
     vigil status -o json >"$tmp/status.json" 2>/dev/null && return 0
@@ -278,8 +293,8 @@ kill -KILL "$agent_pid"
 wait "$agent_pid" 2>/dev/null || true
 agent_pid=
 ip link show "$veth_host" | grep -q "prog/xdp" || fail "XDP enforcement did not outlive SIGKILL"
-"$AGENT" --cleanup --pin-dir "/sys/fs/bpf/vigil-e2e-$$" >/dev/null 2>&1 || fail "vigil-agent --cleanup failed"
+"$AGENT" --cleanup --pin-dir "$pins" >/dev/null 2>&1 || fail "vigil-agent --cleanup failed"
 if ip link show "$veth_host" | grep -q "prog/xdp"; then fail "--cleanup left the XDP program attached"; fi
-[ ! -e "/sys/fs/bpf/vigil-e2e-$$" ] || fail "--cleanup left the pin directory"
+[ ! -e "$pins" ] || fail "--cleanup left the pin directory"
 echo "xdp: enforcement outlived SIGKILL; --cleanup detached it and removed the pins"
 echo "PASS"

@@ -12,17 +12,22 @@
 
 #include "bpf/xdp_datapath.hpp"
 #include "server/agent.hpp"
+#include "support/bpffs.hpp"
 
 namespace vigil::testing {
 
 struct TestAgent {
   std::filesystem::path dir;
-  std::string pinDir;  // its own bpffs pins, never the host agent's
+  // Its pins live on a bpffs of its own, never the host's /sys/fs/bpf: unmounting it at the end
+  // (or after a crash, by the next run) takes any XDP enforcement left there with it.
+  std::unique_ptr<PrivateBpffs> bpffs;
+  std::string pinDir;
   std::unique_ptr<server::Agent> agent;
 
   ~TestAgent() {
     agent.reset();  // detaches its programs before the directory goes
     if (!pinDir.empty()) bpf::XdpDataPath::cleanup(pinDir);  // and the XDP enforcement
+    bpffs.reset();
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   }
@@ -40,18 +45,13 @@ inline std::unique_ptr<TestAgent> startTestAgent(
   server::AgentConfig cfg;
   cfg.apiAddress = "unix://" + (env->dir / "vigil.sock").string();
   cfg.policyDir = (env->dir / "policies").string();
-  cfg.pinDir = "/sys/fs/bpf/" + prefix + "-" + std::to_string(getpid());
-  env->pinDir = cfg.pinDir;
-  // XDP enforcement left pinned by crashed runs (this pid's, or a pid that is gone).
-  bpf::XdpDataPath::cleanup(cfg.pinDir);
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/sys/fs/bpf", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind(prefix + "-", 0) != 0) continue;
-    const std::string pid = name.substr(prefix.size() + 1);
-    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (!std::filesystem::exists("/proc/" + pid)) bpf::XdpDataPath::cleanup(entry.path());
+  try {
+    env->bpffs = PrivateBpffs::create();
+  } catch (const std::exception& e) {
+    *error = e.what();
+    return nullptr;
   }
+  cfg.pinDir = env->bpffs->path() + "/vigil";
   if (adjust) adjust(cfg);
   env->pinDir = cfg.pinDir;
   auto agent = server::Agent::start(cfg);

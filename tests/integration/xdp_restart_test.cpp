@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/bpffs.hpp"
 #include "support/netns.hpp"
 #include "support/traffic.hpp"
 #include "vigil/v1/vigil.grpc.pb.h"
@@ -72,14 +73,11 @@ bool staleName(const std::string& name) {
   return !pidAlive(static_cast<pid_t>(std::stol(pid)));
 }
 
-// Pin and temp directories of earlier runs of this test that died before their cleanup: their
-// pid is gone, so nothing else can own them.
+// Temp directories of earlier runs of this test that died before their cleanup: their pid is
+// gone, so nothing else can own them.
 void removeStaleRuns() {
+  // (Their pins were on a bpffs of their own; PrivateBpffs::create unmounts those.)
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/sys/fs/bpf", ec)) {
-    if (!staleName(entry.path().filename().string())) continue;
-    testing::runCommand({agentBinary(), "--cleanup", "--pin-dir", entry.path().string()});
-  }
   for (const auto& entry : fs::directory_iterator(fs::temp_directory_path(), ec)) {
     if (staleName(entry.path().filename().string())) fs::remove_all(entry.path(), ec);
   }
@@ -147,7 +145,8 @@ class AgentProcess {
     static std::atomic<int> counter{0};
     const std::string id = std::to_string(::getpid()) + "-" + std::to_string(counter++);
     dir_ = fs::temp_directory_path() / (kPinPrefix + id);
-    pinDir_ = "/sys/fs/bpf/" + std::string(kPinPrefix) + id;
+    bpffs_ = testing::PrivateBpffs::create();
+    pinDir_ = bpffs_->path() + "/vigil";
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "policies");
     api_ = "unix://" + (dir_ / "vigil.sock").string();
@@ -293,6 +292,7 @@ class AgentProcess {
 
  private:
   fs::path dir_;
+  std::unique_ptr<testing::PrivateBpffs> bpffs_;  // unmounted after the destructor's cleanup
   std::string pinDir_;
   std::string api_;
   std::string log_;
