@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "bpf/xdp_datapath.hpp"
+#include "common/unique_fd.hpp"
 #include "policy/exec_rules.hpp"
 #include "policy/model.hpp"
 #include "policy/xdp_rules.hpp"
@@ -233,23 +234,7 @@ void note(const char* fmt, ...) {
 
 // --- Programs ------------------------------------------------------------------------------
 
-// Owns a file descriptor.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    std::swap(fd_, o.fd_);
-    return *this;
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using Fd = vigil::UniqueFd;
 
 // The floor: r0 = XDP_DROP; exit.
 vigil::Expected<Fd> loadFloorProgram() {

@@ -43,6 +43,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/unique_fd.hpp"
 #include "policy/document.hpp"
 #include "policy/exec_rules.hpp"
 #include "policy/model.hpp"
@@ -68,26 +69,6 @@ constexpr size_t kEthHeader = 14;
 constexpr uint32_t kEverySample = 1'000'000;
 
 // --- Small helpers -----------------------------------------------------------------------------
-
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd = -1) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) {
-      if (fd_ >= 0) ::close(fd_);
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~UniqueFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 std::string verdictName(uint32_t v) { return vigil::testing::xdpActionName(v); }
 

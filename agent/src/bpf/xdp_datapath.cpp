@@ -2,7 +2,6 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <linux/if_link.h>
 #include <linux/magic.h>
@@ -15,10 +14,12 @@
 
 #include <array>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
 #include "common/log.hpp"
+#include "common/unique_fd.hpp"
 #include "vigil_xdp.skel.h"
 
 namespace vigil::bpf {
@@ -31,29 +32,7 @@ const char* const kXdpStatNames[] = {
 };
 static_assert(std::size(kXdpStatNames) == VIGIL_XDP_STAT_MAX);
 
-// An owned file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
+using Fd = UniqueFd;
 
 bool exists(const std::string& path) {
   struct stat st {};
@@ -88,13 +67,9 @@ Status ensureBpffs(const std::string& pinDir) {
 
 std::vector<std::string> listDir(const std::string& dir) {
   std::vector<std::string> out;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      std::string name = e->d_name;
-      if (name != "." && name != "..") out.push_back(name);
-    }
-    ::closedir(d);
-  }
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    out.push_back(e.path().filename().string());
   return out;
 }
 

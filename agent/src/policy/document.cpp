@@ -19,6 +19,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/unique_fd.hpp"
+
 namespace vigil::policy {
 namespace {
 
@@ -1459,13 +1461,6 @@ class PolicyReader {
   const Node* nameNode_ = nullptr;
 };
 
-struct FdCloser {
-  int fd;
-  ~FdCloser() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
 ParseResult fileError(const std::string& path, std::string message) {
   ParseResult result;
   result.errors.push_back({Position{path, 0, 0}, std::move(message)});
@@ -1532,7 +1527,7 @@ ParseResult parsePolicies(const std::string& text, const std::string& sourceName
 ParseResult parsePolicyFile(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return fileError(path, std::string("cannot open: ") + std::strerror(errno));
-  FdCloser closer{fd};
+  UniqueFd closer(fd);
 
   struct stat st {};
   if (::fstat(fd, &st) != 0) {

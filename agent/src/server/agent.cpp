@@ -38,24 +38,27 @@ v1::EventType apiType(size_t recordType) {
       return v1::EVENT_TYPE_EXEC;
     case VIGIL_REC_EXIT:
       return v1::EVENT_TYPE_EXIT;
-    case 5:
-      return v1::EVENT_TYPE_DROP;  // Agent::kXdpIndex
+    case VIGIL_REC_XDP_DROP:
+      return v1::EVENT_TYPE_DROP;
     default:
       return v1::EVENT_TYPE_UNSPECIFIED;  // fork records: lineage only
   }
 }
 
-// Kernel stat counting ring-buffer-full losses for a record type.
-int lostStat(size_t recordType) {
+const char* recordName(size_t recordType) {
   switch (recordType) {
     case VIGIL_REC_EXEC:
-      return VIGIL_STAT_EXEC_LOST;
+      return "exec";
     case VIGIL_REC_EXIT:
-      return VIGIL_STAT_EXIT_LOST;
+      return "exit";
     case VIGIL_REC_FORK:
-      return VIGIL_STAT_FORK_LOST;
+      return "fork";
+    case VIGIL_REC_DENIED:
+      return "denied-exec";
+    case VIGIL_REC_XDP_DROP:
+      return "XDP drop";
     default:
-      return -1;
+      return "unknown";
   }
 }
 
@@ -237,11 +240,6 @@ void Agent::stop() {
   log::info("stopped: process event programs detached");
 }
 
-size_t Agent::typeIndex(uint16_t type) {
-  if (type == VIGIL_REC_XDP_DROP) return kXdpIndex;
-  return type < kXdpIndex ? type : 0;
-}
-
 void Agent::onRecord(std::span<const uint8_t> raw) {
   size_t type = typeIndex(events::peekType(raw));
   std::lock_guard lock(queueMutex_);
@@ -272,7 +270,7 @@ void Agent::processLoop() {
     }
     for (const auto& raw : batch) {
       size_t type = typeIndex(events::peekType(raw));
-      if (type == kXdpIndex) {
+      if (type == VIGIL_REC_XDP_DROP) {
         publishDrop(raw);
         continue;
       }
@@ -399,11 +397,11 @@ void Agent::publishDrop(std::span<const uint8_t> raw) {
       [this](uint32_t ifindex) { return interfaceName(ifindex); }};
   auto ev = events::decodeXdpDrop(raw, names, events::Clock(), config_.nodeName);
   if (!ev) {
-    malformed_[kXdpIndex]++;
+    malformed_[VIGIL_REC_XDP_DROP]++;
     log::warn(ev.error().message());
     return;
   }
-  seen_[kXdpIndex]++;
+  seen_[VIGIL_REC_XDP_DROP]++;
   hub_.publish(std::move(ev.value()));
 }
 
@@ -462,32 +460,28 @@ void Agent::nameRule(v1::PolicyEvent* event, uint32_t slot) const {
   }
 }
 
-// Turns new kernel and agent-queue losses into LostEvents on the stream.
-void Agent::reportLosses() {
-  uint64_t xdpLost = reportedXdpLost_.load();
-  {
-    std::lock_guard lock(xdpMutex_);
-    if (xdp_) {
-      if (auto st = xdp_->readStats()) xdpLost = st.value()[VIGIL_XDP_STAT_RECORDS_LOST];
+std::array<uint64_t, Agent::kTypes> Agent::kernelLosses() const {
+  std::array<uint64_t, kTypes> lost{};
+  if (skel_) {
+    if (auto stats = skel_->readStats()) {
+      lost[VIGIL_REC_EXEC] = stats.value()[VIGIL_STAT_EXEC_LOST];
+      lost[VIGIL_REC_EXIT] = stats.value()[VIGIL_STAT_EXIT_LOST];
+      lost[VIGIL_REC_FORK] = stats.value()[VIGIL_STAT_FORK_LOST];
     }
   }
-  if (xdpLost > reportedXdpLost_) {
-    v1::Event ev;
-    *ev.mutable_time() = events::Clock().toTimestamp(events::Clock::monotonicNowNs());
-    ev.set_node_name(config_.nodeName);
-    ev.set_type(v1::EVENT_TYPE_LOST);
-    ev.mutable_lost()->set_source("kernel");
-    ev.mutable_lost()->set_count(xdpLost - reportedXdpLost_.load());
-    ev.mutable_lost()->set_lost_type(v1::EVENT_TYPE_DROP);
-    log::warn(std::to_string(xdpLost - reportedXdpLost_.load()) +
-              " XDP drop records lost in the kernel (ring buffer full); the packets are counted");
-    reportedXdpLost_ = xdpLost;
-    hub_.publish(std::move(ev));
+  std::lock_guard lock(xdpMutex_);
+  if (xdp_) {
+    if (auto stats = xdp_->readStats())
+      lost[VIGIL_REC_XDP_DROP] = stats.value()[VIGIL_XDP_STAT_RECORDS_LOST];
   }
-  auto stats = skel_->readStats();
-  for (size_t t = 1; t < kXdpIndex; t++) {
-    int stat = lostStat(t);
-    uint64_t kernel = stats && stat >= 0 ? stats.value()[stat] : reportedKernelLost_[t];
+  return lost;
+}
+
+// Turns new kernel and agent-queue losses into LostEvents on the stream.
+void Agent::reportLosses() {
+  const auto kernelLost = kernelLosses();
+  for (size_t t = 1; t < kTypes; t++) {
+    uint64_t kernel = std::max(kernelLost[t], reportedKernelLost_[t]);
     uint64_t agent = agentDropped_[t].load();
     for (auto [total, reported, source] : {std::tuple{kernel, &reportedKernelLost_[t], "kernel"},
                                            std::tuple{agent, &reportedAgentLost_[t], "agent"}}) {
@@ -499,11 +493,8 @@ void Agent::reportLosses() {
       ev.mutable_lost()->set_source(source);
       ev.mutable_lost()->set_count(total - *reported);
       ev.mutable_lost()->set_lost_type(apiType(t));
-      log::warn(std::to_string(total - *reported) + " " +
-                (t == VIGIL_REC_EXEC   ? "exec"
-                 : t == VIGIL_REC_EXIT ? "exit"
-                                       : "fork") +
-                " records lost in the " + source +
+      log::warn(std::to_string(total - *reported) + " " + recordName(t) + " records lost in the " +
+                source +
                 (std::string(source) == "kernel" ? " (ring buffer full)" : " (queue full)"));
       *reported = total;
       hub_.publish(std::move(ev));
@@ -540,20 +531,13 @@ v1::GetStatusResponse Agent::status() const {
     auto r = skel_->readStats();
     if (r) stats = r.value();
   }
-  for (size_t t : {VIGIL_REC_EXEC, VIGIL_REC_EXIT}) {
+  const auto kernelLost = kernelLosses();
+  for (size_t t : {VIGIL_REC_EXEC, VIGIL_REC_EXIT, VIGIL_REC_XDP_DROP}) {
     auto* c = s.add_events();
     c->set_type(apiType(t));
     c->set_seen(seen_[t]);
     c->set_malformed(malformed_[t]);
-    int stat = lostStat(t);
-    if (!stats.empty() && stat >= 0) c->set_lost_kernel(stats[stat]);
-  }
-  {
-    auto* c = s.add_events();
-    c->set_type(v1::EVENT_TYPE_DROP);
-    c->set_seen(seen_[kXdpIndex]);
-    c->set_malformed(malformed_[kXdpIndex]);
-    c->set_lost_kernel(reportedXdpLost_.load());
+    c->set_lost_kernel(kernelLost[t]);
   }
   for (size_t i = 0; i < stats.size(); i++) {
     auto* k = s.add_kernel_stats();
@@ -582,8 +566,8 @@ v1::GetStatusResponse Agent::status() const {
 }
 
 void Agent::fillXdpStatus(v1::XdpStatus* out) const {
-  out->set_records_received(seen_[kXdpIndex]);
-  out->set_records_malformed(malformed_[kXdpIndex]);
+  out->set_records_received(seen_[VIGIL_REC_XDP_DROP]);
+  out->set_records_malformed(malformed_[VIGIL_REC_XDP_DROP]);
   out->set_pin_dir(config_.pinDir);
   // Read the kernel under xdpMutex_, name the rules after: the policy store calls into the
   // data path with its own lock held, so the two locks are never taken in the other order.

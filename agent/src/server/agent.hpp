@@ -3,6 +3,8 @@
 // The running agent: kernel probes, BPF programs, the reader and decoder threads, the event
 // hub and the API server, started in that order and stopped in reverse.
 
+#include <vigil/records.h>
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -53,9 +55,9 @@ class Agent {
  private:
   explicit Agent(const AgentConfig& config);
   void onRecord(std::span<const uint8_t> raw);  // reader thread; never blocks
-  void processLoop();                            // decoder thread
+  void processLoop();                           // decoder thread
   void reportLosses();
-  void policyLoop();                             // policy directory watcher thread
+  void policyLoop();  // policy directory watcher thread
   // Fills in the policy and rule a kernel rule slot stands for.
   void nameRule(v1::PolicyEvent* event, uint32_t slot) const;
   Status startXdp();
@@ -64,11 +66,11 @@ class Agent {
   std::string interfaceName(uint32_t ifindex);  // decoder thread
   void fillXdpStatus(v1::XdpStatus* out) const;
 
-  // Per record type: enum vigil_record_type 1..4, and kXdpIndex for XDP drop records; 0 is
-  // "unknown".
-  static constexpr size_t kTypes = 6;
-  static constexpr size_t kXdpIndex = 5;
-  static size_t typeIndex(uint16_t type);
+  // Per record type (enum vigil_record_type), index 0 for types this agent does not know.
+  static constexpr size_t kTypes = VIGIL_REC_TYPES;
+  static size_t typeIndex(uint16_t type) { return type < kTypes ? type : 0; }
+  // Records the kernel could not put into a ring buffer, by record type.
+  std::array<uint64_t, kTypes> kernelLosses() const;
   using Counters = std::array<std::atomic<uint64_t>, kTypes>;
 
   const AgentConfig config_;
@@ -82,14 +84,13 @@ class Agent {
   std::unique_ptr<policy::PolicyStore> policies_;
   // XDP filter; null where this kernel cannot run it (xdpUnavailable_ says why).
   mutable std::mutex xdpMutex_;
-  std::unique_ptr<bpf::XdpDataPath> xdp_;   // guarded by xdpMutex_ (the pointer is set once)
+  std::unique_ptr<bpf::XdpDataPath> xdp_;  // guarded by xdpMutex_ (the pointer is set once)
   std::string xdpUnavailable_;
   // Enforcement adopted from an earlier agent is kept until a policy with XDP rules replaces
   // it: a restart never opens a hole, even when the policy files are missing or broken.
-  bool xdpHold_ = false;                     // guarded by xdpMutex_
+  bool xdpHold_ = false;  // guarded by xdpMutex_
   std::unique_ptr<bpf::RingReader> xdpReader_;
   std::map<uint32_t, std::string> ifnames_;  // decoder thread only
-  std::atomic<uint64_t> reportedXdpLost_{0};  // written by the decoder thread only
   std::string enforcement_;
   std::thread policyThread_;
   std::mutex policyMutex_;
@@ -104,7 +105,7 @@ class Agent {
   std::deque<std::vector<uint8_t>> queue_;  // guarded by queueMutex_
   // Buffers the decoder is done with, reused by the reader: no allocation per record.
   std::vector<std::vector<uint8_t>> spare_;  // guarded by queueMutex_
-  bool stopping_ = false;                   // guarded by queueMutex_
+  bool stopping_ = false;                    // guarded by queueMutex_
   std::thread processor_;
 
   Counters seen_{};

@@ -34,6 +34,9 @@ enum vigil_record_type {
 	VIGIL_REC_FORK = 3,
 	/* An exec denied with EPERM by the BPF-LSM program (where the kernel runs BPF-LSM). */
 	VIGIL_REC_DENIED = 4,
+	/* A sampled XDP drop (vigil_xdp_drop_record in xdp.h), in the vigil_xdp_ring buffer. */
+	VIGIL_REC_XDP_DROP = 5,
+	VIGIL_REC_TYPES, /* one past the last */
 };
 
 /* Flags on an exec record. */

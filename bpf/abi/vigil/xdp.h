@@ -165,7 +165,6 @@ enum vigil_xdp_pkt_flags {
 };
 
 #define VIGIL_XDP_ABI_VERSION 2
-#define VIGIL_REC_XDP_DROP 16
 
 /* A sampled drop (or audit) record, in the vigil_xdp_events ring buffer. */
 struct vigil_xdp_drop_record {
