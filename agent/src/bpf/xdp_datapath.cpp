@@ -375,7 +375,7 @@ struct XdpDataPath::Impl {
       for (bpf_map* map : pinnedMaps()) bpf_map__unpin(map, nullptr);
     }
     pinned = false;
-    return cleanup(dir.substr(0, dir.size() - 4));
+    return cleanup(options.pinDir);
   }
 };
 
