@@ -38,6 +38,16 @@ struct TestAgent {
 inline std::unique_ptr<TestAgent> startTestAgent(
     const std::string& prefix, const std::function<void(server::AgentConfig&)>& adjust,
     std::string* error) {
+  // Directories of runs that crashed before their cleanup (their pid is gone).
+  std::error_code ec;
+  for (const auto& e :
+       std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix + "-", 0) != 0) continue;
+    const std::string pid = name.substr(prefix.size() + 1);
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (!std::filesystem::exists("/proc/" + pid)) std::filesystem::remove_all(e.path(), ec);
+  }
   auto env = std::make_unique<TestAgent>();
   env->dir = std::filesystem::temp_directory_path() / (prefix + "-" + std::to_string(getpid()));
   std::filesystem::remove_all(env->dir);

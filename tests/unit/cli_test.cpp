@@ -1377,6 +1377,7 @@ class AgentServer {
     if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now() + 1s);
   }
   std::string address() const { return "unix://" + dir_.socket(); }
+  std::string directory() const { return dir_.path(); }
   FakeAgent& agent() { return agent_; }
 
  private:
@@ -1729,27 +1730,38 @@ TEST(cliValidate, UnreadableOrEmptyFileExitsOne) {
 TEST(cliCommand, CtrlCEndsFollowQuietlyWithZero) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   // In a child process of its own, so that the signal mask and the SIGINT stay there.
+  // The child ends with _Exit (no destructors run), so it removes its temp dir itself first.
   auto followUntilInterrupted = [] {
     // First, so that SIGINT is blocked in every thread started below, gRPC's included.
     Interrupt interrupt;
-    AgentServer server;
-    std::atomic<bool> done{false};
-    std::thread ctrlC([&done] {
-      std::this_thread::sleep_for(300ms);
-      ::kill(::getpid(), SIGINT);
-      // If the signal did not end the stream, fail instead of hanging.
-      for (int i = 0; i < 500 && !done.load(); ++i) std::this_thread::sleep_for(10ms);
-      if (!done.load()) std::_Exit(99);
-    });
-    Environment env = testEnvironment();
-    env.interrupt = &interrupt;
-    std::ostringstream out;
-    std::ostringstream err;
-    int code = run({"--server", server.address(), "events", "-f"}, out, err, env);
-    done.store(true);
-    ctrlC.join();
-    bool allPrinted = out.str().find("exit  pid=1234") != std::string::npos;
-    std::_Exit(code == 0 && err.str().empty() && allPrinted ? 0 : 10 + code);
+    int code = -1;
+    bool allPrinted = false;
+    {
+      AgentServer server;
+      const std::string dir = server.directory();
+      std::atomic<bool> done{false};
+      std::thread ctrlC([&done, dir] {
+        std::this_thread::sleep_for(300ms);
+        ::kill(::getpid(), SIGINT);
+        // If the signal did not end the stream, fail instead of hanging.
+        for (int i = 0; i < 500 && !done.load(); ++i) std::this_thread::sleep_for(10ms);
+        if (!done.load()) {
+          std::error_code ec;
+          std::filesystem::remove_all(dir, ec);
+          std::_Exit(99);
+        }
+      });
+      Environment env = testEnvironment();
+      env.interrupt = &interrupt;
+      std::ostringstream out;
+      std::ostringstream err;
+      code = run({"--server", server.address(), "events", "-f"}, out, err, env);
+      done.store(true);
+      ctrlC.join();
+      allPrinted =
+          code == 0 && err.str().empty() && out.str().find("exit  pid=1234") != std::string::npos;
+    }  // the fake agent stops and its temp dir goes
+    std::_Exit(allPrinted ? 0 : 10 + code);
   };
   EXPECT_EXIT(followUntilInterrupted(), testing::ExitedWithCode(0), "");
 }
