@@ -30,3 +30,15 @@ stop_pid() {
   wait "$pid" 2>/dev/null
   return 0
 }
+
+# One benchmark at a time on this machine (two at once measure each other): an exclusive flock
+# on fd 9, held until the script exits. The lock is taken on the /tmp directory itself, so no
+# lock file is left behind.
+bench_lock() {
+  exec 9</tmp
+  if ! flock -n 9; then
+    log "another benchmark is running; waiting for it (at most 15 min)"
+    flock -w 900 9 || die "gave up waiting for the other benchmark"
+  fi
+  export VIGIL_BENCH_LOCKED=1
+}

@@ -1358,13 +1358,7 @@ start_bpftrace() {
 # ---------------------------------------------------------------------------------------------
 # Preconditions.
 
-# Two benchmarks at once on one machine measure each other; the second waits for the first.
-LOCK=/tmp/vigil-bench.lock
-exec 9>>"$LOCK"
-if ! flock -n 9; then
-  log "another bench/run.sh holds $LOCK; waiting for it (at most 15 min)"
-  flock -w 900 9 || die "gave up waiting for $LOCK"
-fi
+bench_lock
 
 if [[ ! -x "$STORM" ]]; then
   log "building vigil_exec_storm"

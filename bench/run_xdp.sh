@@ -53,13 +53,7 @@ trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM
 START=$EPOCHREALTIME
 
-# One benchmark at a time on this machine (bench/run.sh takes the same lock).
-exec 9>>/tmp/vigil-bench.lock
-if ! flock -n 9; then
-  log "another benchmark holds /tmp/vigil-bench.lock; waiting for it (at most 15 min)"
-  flock -w 900 9 || die "gave up waiting for /tmp/vigil-bench.lock"
-fi
-export VIGIL_BENCH_LOCKED=1
+bench_lock
 
 # The binaries, built if missing (a part whose binaries cannot be built is reported, not run).
 build() { cmake --build "$BUILD_DIR" --target "$@" -j "$(nproc)" >"$WORK/build.log" 2>&1; }

@@ -448,14 +448,8 @@ setup_baseline() { ACTIVE=baseline; }
 # ---------------------------------------------------------------------------------------------
 # Preconditions and the network.
 
-if [[ -z "${VIGIL_BENCH_LOCKED:-}" ]]; then
-  # Two benchmarks at once measure each other; share bench/run.sh's lock.
-  exec 9>>/tmp/vigil-bench.lock
-  if ! flock -n 9; then
-    log "another benchmark holds /tmp/vigil-bench.lock; waiting for it (at most 15 min)"
-    flock -w 900 9 || die "gave up waiting for /tmp/vigil-bench.lock"
-  fi
-fi
+# Two benchmarks at once measure each other (run_xdp.sh holds the lock already).
+[[ -n "${VIGIL_BENCH_LOCKED:-}" ]] || bench_lock
 
 for tool in ip nsenter trafgen ethtool taskset pgrep; do
   command -v "$tool" >/dev/null || die "$tool is required (make bench-deps installs it)"

@@ -35,7 +35,9 @@ constexpr char kHostPrefix[] = "vgh";
 constexpr char kPeerPrefix[] = "vgp";
 // Held while a pair picks its address slot and claims it on the host end, so concurrent test
 // processes never pick the same one.
-constexpr char kSlotLock[] = "/run/vigil-test-netns.lock";
+// Address slots are handed out under an flock on this directory (a lock file would be left
+// behind).
+constexpr char kSlotLock[] = "/run";
 constexpr int kSlots = 16384;  // /30 blocks in 10.250.0.0/16
 constexpr auto kLinkUpTimeout = std::chrono::seconds(5);
 
@@ -126,7 +128,7 @@ std::set<int> usedSlots() {
 // An exclusive flock on kSlotLock for the lifetime of the object.
 class SlotLock {
  public:
-  SlotLock() : fd_(::open(kSlotLock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+  SlotLock() : fd_(::open(kSlotLock, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
     if (fd_.get() < 0) throw SupportError(errnoMessage(std::string("open ") + kSlotLock, errno));
     while (::flock(fd_.get(), LOCK_EX) != 0) {
       if (errno != EINTR)
