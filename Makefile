@@ -11,7 +11,7 @@ DEB_PACKAGES := \
 	clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev \
 	protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev \
 	libcli11-dev libgtest-dev libgmock-dev libfyaml-dev \
-	bpftrace iproute2 procps util-linux coreutils python3
+	bpftrace iproute2 procps util-linux coreutils python3 nftables
 
 .PHONY: all deps build run test bench vmlinux format clean
 
@@ -52,11 +52,11 @@ test: build
 
 # Both benchmarks run even if the first cannot; the status says whether either could not run.
 bench: build bench-deps
-	@rc=0; bench/run.sh $(BUILD) || rc=1; bench/run_xdp.sh $(BUILD) || rc=1; exit $$rc
+	@rc=0; bench/run.sh $(BUILD) || rc=1; bench/run_xdp.sh $(BUILD) || rc=1; bench/run_flows.sh $(BUILD) || rc=1; exit $$rc
 
 # Debian packages only the benchmarks need (the XDP flood's sender, the filters it compares,
 # ethtool for the veth set-up). Idempotent, like deps.
-BENCH_PACKAGES := xdp-tools netsniff-ng nftables iptables ethtool
+BENCH_PACKAGES := xdp-tools netsniff-ng nftables iptables ethtool iperf3
 
 .PHONY: bench-deps
 bench-deps:

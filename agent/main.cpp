@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "bpf/flow_datapath.hpp"
 #include "bpf/xdp_datapath.hpp"
 #include "common/log.hpp"
 #include "server/agent.hpp"
@@ -19,6 +20,8 @@ int main(int argc, char** argv) {
       "vigil-agent: eBPF process observability for Kubernetes nodes.\n\n"
       "Loads BPF programs on the exec, exit and fork tracepoints, keeps a table of every\n"
       "process with its parent chain, and serves the events over gRPC (see `vigil events`).\n"
+      "Tracks network flows on every interface (tc), counts traffic per cgroup, attributes\n"
+      "flows to processes and reports kernel packet drops with their reason (`vigil observe`).\n"
       "Enforces the policies of --policy-dir: exec-time kills, and XDP packet drops and rate\n"
       "limits on network interfaces (pinned under --pin-dir: enforcement survives restarts).\n"
       "Needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN for tp_btf) on Linux 5.8+ with BTF.",
@@ -28,6 +31,8 @@ int main(int argc, char** argv) {
       "  vigil-agent                                  defaults: API on unix:///run/vigil/vigil.sock\n"
       "  vigil-agent --listen tcp://127.0.0.1:4245    also serve the API on TCP\n"
       "  vigil-agent --event-ring-size 100000         keep more history for `vigil events --last`\n"
+      "  vigil-agent --flow-interfaces eth0,eth1      track flows on these interfaces only\n"
+      "  vigil-agent --flow-interfaces none           no flow tracking\n"
       "  vigil-agent --cleanup                        remove XDP enforcement left pinned\n");
   app.add_option("--api", cfg.apiAddress, "Unix socket for the gRPC API (created with mode 0600)")
       ->capture_default_str();
@@ -83,10 +88,56 @@ int main(int argc, char** argv) {
                  "used are evicted)")
       ->capture_default_str()
       ->check(CLI::Range(1024u, 16u << 20));
+  std::vector<std::string> flowInterfaces;
+  app.add_option("--flow-interfaces", flowInterfaces,
+                 "Interfaces whose flows are tracked (tc ingress and egress), comma-separated; "
+                 "default: every interface but loopback, including ones that appear later (pod "
+                 "veths). 'none' turns flow tracking, per-cgroup traffic and drop reasons off")
+      ->delimiter(',')
+      ->type_name("IF,...");
+  app.add_option("--flow-tc-mode", cfg.flowTcMode,
+                 "How tc programs attach: auto (tcx links on Linux 6.6+, else clsact filters), "
+                 "tcx, or tc (clsact filters)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "tcx", "tc"}));
+  app.add_option("--flow-table-size", cfg.flowTableSize,
+                 "Flows the kernel tracks at once; when full, the least recently used are "
+                 "evicted (ended with reason 'evicted' and counted)")
+      ->capture_default_str()
+      ->check(CLI::Range(1024u, 16u << 20));
+  app.add_option("--socket-table-size", cfg.socketTableSize,
+                 "Sockets remembered with their owning process, for flow attribution (LRU)")
+      ->capture_default_str()
+      ->check(CLI::Range(1024u, 16u << 20));
+  app.add_option("--cgroup-table-size", cfg.cgroupTableSize,
+                 "Per-cgroup traffic counters, one per cgroup and protocol (LRU)")
+      ->capture_default_str()
+      ->check(CLI::Range(256u, 1u << 20));
+  app.add_option("--flow-ring-size", cfg.flowEventRingSize,
+                 "Recent flow events kept in memory for `vigil observe --last`")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{10'000'000}));
+  app.add_option("--flow-update-interval", cfg.flowUpdateIntervalS,
+                 "Seconds between update events of a flow that is still active")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 86400u));
+  app.add_option("--flow-idle-timeout", cfg.flowIdleTimeoutS,
+                 "Seconds without a packet after which a UDP or ICMP flow ends")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 86400u));
+  app.add_option("--flow-tcp-idle-timeout", cfg.flowTcpIdleTimeoutS,
+                 "Seconds without a packet after which a TCP flow without FIN or RST ends")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 7u * 86400u));
+  app.add_option("--drop-samples", cfg.dropSamples,
+                 "Kernel drop events per drop reason per second (every drop is still counted)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 100000u));
   bool cleanup = false;
   app.add_flag("--cleanup", cleanup,
                "Detach Vigil's XDP filter from every interface, remove its pins under --pin-dir, "
-               "and exit (this ends enforcement that outlived an agent)");
+               "remove flow tc filters a crashed agent left (kernels before 6.6), and exit "
+               "(this ends enforcement that outlived an agent)");
   app.add_option("--log-level", logLevel, "debug, info, warn or error")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
@@ -98,6 +149,21 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::cerr << "vigil-agent: " << e.what() << "\nRun 'vigil-agent --help' for usage.\n";
     return 2;
+  }
+
+  if (flowInterfaces.size() == 1 && flowInterfaces[0] == "none") {
+    cfg.flows = false;
+  } else {
+    for (const auto& name : flowInterfaces) {
+      if (name.empty() || name.size() >= 16 || name == "none" ||
+          name.find_first_of("/ \t") != std::string::npos) {
+        std::cerr << "vigil-agent: --flow-interfaces: '" << name
+                  << "' is not an interface name (at most 15 characters, no '/' or spaces; "
+                     "'none' alone turns flow tracking off)\nRun 'vigil-agent --help' for usage.\n";
+        return 2;
+      }
+    }
+    cfg.flowInterfaces = flowInterfaces;
   }
 
   using vigil::log::Level;
@@ -114,6 +180,14 @@ int main(int argc, char** argv) {
       return 1;
     }
     vigil::log::info("cleanup: no Vigil XDP enforcement is left under " + cfg.pinDir);
+    auto filters = vigil::bpf::FlowDataPath::cleanup();
+    if (!filters) {
+      vigil::log::error("cleanup: " + filters.error().message());
+      return 1;
+    }
+    vigil::log::info("cleanup: removed " + std::to_string(*filters) +
+                     " flow tc filter(s) left by an agent that did not stop (kernels before "
+                     "6.6; tcx links go with the agent)");
     return 0;
   }
 

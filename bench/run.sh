@@ -133,9 +133,7 @@ cleanup() {
   rm -rf "$WORK"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
+trap_exit cleanup
 
 # ---------------------------------------------------------------------------------------------
 # Python helper: status parsing, per-run records, the summary. Written to the work directory so

@@ -58,16 +58,11 @@ die() { log "error: $*"; exit 1; }
 
 ((EUID == 0)) || die "must run as root (network namespaces, XDP)"
 
-# A private mount namespace first: our own bpffs on /sys/fs/bpf (and our netns mounts) exist
-# only in it and go away with it, whatever happens to this script.
-if [[ -z "${VIGIL_XDP_FLOOD_NS:-}" ]]; then
-  command -v unshare >/dev/null || die "unshare (util-linux) is required"
-  export VIGIL_XDP_FLOOD_NS=1
-  exec unshare --mount --propagation private -- "$BASH" "${BASH_SOURCE[0]}" "$@"
-fi
-
 # shellcheck source=bench/lib.sh
 source "$SCRIPT_DIR/lib.sh"
+# A private mount namespace first: our own bpffs on /sys/fs/bpf (and our netns mounts) exist
+# only in it and go away with it, whatever happens to this script.
+enter_private_mount_ns "$@"
 resolve_build_dir "${1:-build}"
 OUT=${2:-/dev/stdout}
 
@@ -175,9 +170,7 @@ cleanup() {
   rm -rf "$WORK"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
+trap_exit cleanup
 
 # ---------------------------------------------------------------------------------------------
 # Counters. One snapshot is a JSON object; a run records the snapshots before and after.
@@ -525,43 +518,12 @@ TRAFGEN_VERSION=$(trafgen -v 2>/dev/null | head -n 1 | awk '{print $2}')
 log "veth $IF_TX ($NS_TX) -> $IF_RX ($NS_RX); receiver NAPI thread on CPU $RX_CPU, trafgen on CPU 0"
 
 # ---------------------------------------------------------------------------------------------
-# Other load. Before a flood nothing of ours runs but an idle agent, so the machine's busy time
-# over one second is other people's work.
-
-busy_pct() { # % of one core the machine used over the next second
-  local a b
-  a=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat)
-  sleep 1
-  b=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat)
-  echo $(((b - a) * 100 / $(getconf CLK_TCK)))
-}
-
-# Waits while other work uses more than QUIET_PCT of a core, within QUIET_MAX and QUIET_BUDGET.
-# Sets WAITED (seconds) and BUSY_BEFORE (% of a core at the last check).
-wait_quiet() {
-  WAITED=0
-  BUSY_BEFORE=
-  ((QUIET_MAX > 0)) || return 0
-  while :; do
-    BUSY_BEFORE=$(busy_pct)
-    ((BUSY_BEFORE <= QUIET_PCT)) && return 0
-    if ((WAITED >= QUIET_MAX || QUIET_SPENT >= QUIET_BUDGET)); then
-      log "other work uses ${BUSY_BEFORE}% of a core; flooding anyway"
-      return 0
-    fi
-    ((WAITED == 0)) && log "other work uses ${BUSY_BEFORE}% of a core; waiting for it to pass (at most ${QUIET_MAX}s)"
-    WAITED=$((WAITED + 1))
-    QUIET_SPENT=$((QUIET_SPENT + 1))
-  done
-}
-
-# ---------------------------------------------------------------------------------------------
 # One flood.
 
 flood() { # config round order
   local config=$1 round=$2 order=$3 tool_pid=""
   [[ "$config" == vigil ]] && tool_pid=$AGENT_PID
-  wait_quiet
+  wait_machine_quiet # before a flood nothing of ours runs but an idle agent
   pin_napi || log "warning: could not pin the NAPI thread"
   local attach counter_before counter_after prog_id
   attach=$(xdp_attachment)
@@ -639,32 +601,9 @@ PY
 # ---------------------------------------------------------------------------------------------
 # Rounds: every configuration once per round, the order rotated by one every round.
 
-read -ra CONFIG_LIST <<<"$CONFIGS"
-NCONF=${#CONFIG_LIST[@]}
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 START=$EPOCHREALTIME
-for ((round = 1; round <= ROUNDS; round++)); do
-  for ((k = 0; k < NCONF; k++)); do
-    config=${CONFIG_LIST[$(((k + round - 1) % NCONF))]}
-    [[ -z "${SKIP_REASON[$config]:-}" ]] || continue
-    SETUP_ERROR=
-    if ! "setup_$config"; then
-      log "round $round: $config: $SETUP_ERROR"
-      teardown_config
-      # The first failure before any success skips the configuration for good.
-      if [[ -z "${RAN[$config]:-}" ]]; then
-        SKIP_REASON[$config]=$SETUP_ERROR
-      else
-        NOTES+=("Round $round: $config could not be set up: $SETUP_ERROR")
-      fi
-      continue
-    fi
-    RAN[$config]=1
-    log "round $round: $config (${RUN_SECONDS}s flood)"
-    flood "$config" "$round" "$k"
-    teardown_config
-  done
-done
+run_rotated_rounds "$ROUNDS" "$CONFIGS" flood
 DURATION=$("$PYTHON" -c "print(round(${EPOCHREALTIME/,/.} - ${START/,/.}))")
 
 # ---------------------------------------------------------------------------------------------

@@ -4,19 +4,16 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <charconv>
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
-#include <limits>
 
+#include "cli/src/flag_values.hpp"
 #include "cli/src/time_parse.hpp"
 #include "vigil/v1/vigil.grpc.pb.h"
 
 namespace vigil::cli {
 namespace {
-
-constexpr std::uint32_t kDefaultLast = 20;
 
 constexpr const char* kAppFooter = R"(
 Examples:
@@ -26,6 +23,10 @@ Examples:
   vigil events --since 10m --binary /usr/bin/curl
   vigil events -f --binary '/tmp/*' -o json | jq .exec.process.args
   vigil events -f --type policy              processes killed or audited by a policy
+  vigil observe                              the last 20 network flows and drops
+  vigil observe -f --type drop               dropped packets as they happen, with the reason
+  vigil observe -f --port 443 --not --ip 10.0.0.0/8
+  vigil traffic                              packets and bytes per cgroup, in and out
   vigil policy apply -f deny-tmp.yaml        enforce the policies in a file
   vigil policy list                          policies, their state and rule hit counts
 
@@ -151,26 +152,12 @@ struct Flags {
   std::string policyOutput = "table";
 };
 
-std::optional<std::uint32_t> parseUint32(std::string_view text) {
-  std::uint32_t value = 0;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size()) return std::nullopt;
-  return value;
-}
-
 v1::GetEventsRequest buildEventsRequest(const Flags& flags, bool lastGiven, bool sinceGiven,
                                         std::chrono::system_clock::time_point now) {
   v1::GetEventsRequest request;
   request.set_follow(flags.follow);
   if (lastGiven) {
-    auto last = parseUint32(flags.last);
-    if (!last) {
-      throw CLI::ValidationError(
-          "--last", "expected a whole number from 0 to " +
-                        std::to_string(std::numeric_limits<std::uint32_t>::max()) + ", got '" +
-                        flags.last + "'");
-    }
-    request.set_last(*last);
+    request.set_last(countFlag("--last", flags.last));
   } else if (!sinceGiven && !flags.follow) {
     request.set_last(kDefaultLast);
   }
@@ -195,16 +182,7 @@ v1::GetEventsRequest buildEventsRequest(const Flags& flags, bool lastGiven, bool
     }
     request.add_binaries(binary);
   }
-  if (sinceGiven) {
-    auto since = parseSince(flags.since, now);
-    if (!since) {
-      throw CLI::ValidationError("--since",
-                                 "expected a duration such as 30s, 5m or 2h, or an RFC 3339 time "
-                                 "such as 2026-11-25T19:44:15Z, got '" +
-                                     flags.since + "'");
-    }
-    *request.mutable_since() = *since;
-  }
+  if (sinceGiven) *request.mutable_since() = timeFlag("--since", flags.since, now);
   return request;
 }
 
@@ -234,30 +212,13 @@ int runStatus(const Invocation& invocation, const StatusCommand& command, std::o
 int runEvents(const Invocation& invocation, const EventsCommand& command, std::ostream& out,
               std::ostream& err, const Environment& env) {
   auto stub = v1::Vigil::NewStub(makeChannel(invocation.server));
-  grpc::ClientContext context;
-  context.set_wait_for_ready(false);
-  if (env.interrupt != nullptr) env.interrupt->watch(&context);
   EventPrinter printer(out, command.format, invocation.color, command.request.follow());
-  bool received = false;
-  auto reader = stub->GetEvents(&context, command.request);
-  v1::GetEventsResponse response;
-  while (reader->Read(&response)) {
-    received = true;
-    printer.print(response.event());
-  }
-  grpc::Status status = reader->Finish();
+  int code = streamEvents<v1::GetEventsResponse>(
+      invocation.server, env.interrupt, "GetEvents",
+      [&](grpc::ClientContext* context) { return stub->GetEvents(context, command.request); },
+      [&](const v1::Event& event) { printer.print(event); }, err);
   printer.finish();
-  if (env.interrupt != nullptr) {
-    env.interrupt->watch(nullptr);
-    if (env.interrupt->interrupted()) return 0;
-  }
-  if (status.ok()) return 0;
-  if (received && status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-    err << "vigil: lost the connection to the agent at " << invocation.server.display << ": "
-        << status.error_message() << '\n';
-    return 1;
-  }
-  return reportRpcError(err, "GetEvents", invocation.server, status);
+  return code;
 }
 
 }  // namespace
@@ -279,8 +240,8 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
   flags.server = env.server.empty() ? std::string(kDefaultServer) : env.server;
 
   CLI::App app{
-      "vigil: see the processes that start and end on this node, as recorded by "
-      "vigil-agent, and manage the policies that kill or audit them.",
+      "vigil: see the processes that start and end on this node and its network flows, as "
+      "recorded by vigil-agent, and manage the policies that kill or audit them.",
       "vigil"};
   app.require_subcommand(0, 1);
   app.fallthrough();
@@ -336,6 +297,8 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
       ->check(CLI::IsMember({"compact", "json", "table"}))
       ->capture_default_str();
 
+  FlowCommands flows(app);
+
   CLI::App* policy = app.add_subcommand(
       "policy", "Validate, apply, list and delete policies that kill or audit execs");
   policy->footer(kPolicyFooter);
@@ -369,7 +332,7 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
     std::vector<std::string> reversed(args.rbegin(), args.rend());
     app.parse(reversed);
     if (app.get_subcommands().empty()) {
-      throw CLI::RequiredError("A command (status, events or policy)");
+      throw CLI::RequiredError("A command (status, events, observe, traffic or policy)");
     }
     if (policy->parsed() && policy->get_subcommands().empty()) {
       throw CLI::RequiredError("A policy command (validate, apply, list or delete)");
@@ -389,6 +352,10 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
       command.request = buildEventsRequest(flags, last->count() > 0, since->count() > 0, env.now);
       command.format = eventFormat(flags.eventsOutput);
       invocation.command = std::move(command);
+    } else if (flows.observe()->parsed()) {
+      invocation.command = flows.observeCommand(args, env.now);
+    } else if (flows.traffic()->parsed()) {
+      invocation.command = flows.trafficCommand();
     } else if (validate->parsed()) {
       invocation.command = PolicyValidateCommand{flags.policyFile};
     } else if (apply->parsed()) {
@@ -410,7 +377,8 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
     }
     // The command whose --help explains the flag: "vigil policy apply", "vigil events", ...
     std::string command = "vigil";
-    for (const CLI::App* sub : {events, status, policy}) {
+    for (const CLI::App* sub : std::initializer_list<const CLI::App*>{
+             events, flows.observe(), flows.traffic(), status, policy}) {
       if (sub->parsed()) command += " " + sub->get_name();
     }
     for (const CLI::App* sub : {validate, apply, remove, list}) {
@@ -445,6 +413,12 @@ int execute(const Invocation& invocation, std::ostream& out, std::ostream& err,
   }
   if (const auto* events = std::get_if<EventsCommand>(&invocation.command)) {
     return runEvents(invocation, *events, out, err, env);
+  }
+  if (const auto* observe = std::get_if<ObserveCommand>(&invocation.command)) {
+    return runObserve(call, *observe, out, err);
+  }
+  if (const auto* traffic = std::get_if<TrafficCommand>(&invocation.command)) {
+    return runTraffic(call, *traffic, out, err);
   }
   return runStatus(invocation, std::get<StatusCommand>(invocation.command), out, err, env);
 }

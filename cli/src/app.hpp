@@ -11,6 +11,7 @@
 #include "cli/src/client.hpp"
 #include "cli/src/format.hpp"
 #include "cli/src/interrupt.hpp"
+#include "cli/src/observe.hpp"
 #include "cli/src/policy.hpp"
 #include "vigil/v1/vigil.pb.h"
 
@@ -50,7 +51,7 @@ struct Invocation {
   std::chrono::nanoseconds timeout{};
   bool color = false;
   std::variant<StatusCommand, EventsCommand, PolicyValidateCommand, PolicyApplyCommand,
-               PolicyDeleteCommand, PolicyListCommand>
+               PolicyDeleteCommand, PolicyListCommand, ObserveCommand, TrafficCommand>
       command;
 };
 
@@ -67,8 +68,9 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
                              std::ostream& err, const Environment& env);
 
 // Runs a parsed command, against the agent for all but `policy validate`. Returns the exit
-// code: 0 on success (also when Ctrl-C ends `events --follow`), 1 when the agent is
-// unreachable, the call fails or a policy is invalid, 130 when Ctrl-C cancels a one-shot call.
+// code: 0 on success (also when Ctrl-C ends `events --follow` or `observe --follow`), 1 when
+// the agent is unreachable, the call fails or a policy is invalid, 130 when Ctrl-C cancels a
+// one-shot call.
 int execute(const Invocation& invocation, std::ostream& out, std::ostream& err,
             const Environment& env);
 

@@ -3,14 +3,17 @@
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 #include <grpcpp/support/status.h>
+#include <grpcpp/support/sync_stream.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <ostream>
 #include <string>
 #include <string_view>
 
 #include "cli/src/interrupt.hpp"
+#include "vigil/v1/vigil.pb.h"
 
 namespace vigil::cli {
 
@@ -64,5 +67,38 @@ int reportUnreachable(std::ostream& err, const ServerAddress& address, std::stri
 // returns exit code 1.
 int reportRpcError(std::ostream& err, std::string_view call, const ServerAddress& address,
                    const grpc::Status& status);
+
+// Runs one event-streaming call (GetEvents, GetFlows) to its end: `start` begins it on the
+// given context, and `print` gets every event. Ctrl-C (with `interrupt`) ends it quietly.
+// Returns the exit code: 0 when the stream ended well or was interrupted, else 1 with the
+// error on `err` ("lost the connection" when the agent went away in the middle).
+template <typename Response>
+int streamEvents(
+    const ServerAddress& server, Interrupt* interrupt, std::string_view callName,
+    const std::function<std::unique_ptr<grpc::ClientReader<Response>>(grpc::ClientContext*)>& start,
+    const std::function<void(const v1::Event&)>& print, std::ostream& err) {
+  grpc::ClientContext context;
+  context.set_wait_for_ready(false);
+  if (interrupt != nullptr) interrupt->watch(&context);
+  bool received = false;
+  auto reader = start(&context);
+  Response response;
+  while (reader->Read(&response)) {
+    received = true;
+    print(response.event());
+  }
+  grpc::Status status = reader->Finish();
+  if (interrupt != nullptr) {
+    interrupt->watch(nullptr);
+    if (interrupt->interrupted()) return 0;
+  }
+  if (status.ok()) return 0;
+  if (received && status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    err << "vigil: lost the connection to the agent at " << server.display << ": "
+        << status.error_message() << '\n';
+    return 1;
+  }
+  return reportRpcError(err, callName, server, status);
+}
 
 }  // namespace vigil::cli

@@ -15,21 +15,6 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-// ANSI SGR sequences; empty means "leave the text as it is".
-constexpr std::string_view kDim = "2";
-constexpr std::string_view kGreen = "32";
-constexpr std::string_view kYellow = "33";
-constexpr std::string_view kRed = "31";
-constexpr std::string_view kBoldRed = "1;31";
-constexpr std::string_view kBold = "1";
-
-std::string paint(std::string_view text, std::string_view sgr, bool color) {
-  if (!color || sgr.empty() || text.empty()) return std::string(text);
-  std::string out = "\x1b[";
-  out.append(sgr).append("m").append(text).append("\x1b[0m");
-  return out;
-}
-
 // Terminal columns taken by UTF-8 text, counting one per code point.
 std::size_t displayWidth(std::string_view text) {
   return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
@@ -144,12 +129,6 @@ std::string dropLabel(const v1::DropEvent& drop) {
   return "DROP?";
 }
 
-std::string endpoint(const std::string& ip, uint32_t port) {
-  std::string a = sanitize(ip);
-  if (a.find(':') != std::string::npos) a = "[" + a + "]";
-  return port ? a + ":" + std::to_string(port) : a;
-}
-
 // "udp 10.0.0.2:5353 -> 10.0.0.1:53 on eth0 len=60 policy=p rule=r".
 std::string dropSummary(const v1::DropEvent& d) {
   std::string out = sanitize(d.protocol()) + " " + endpoint(d.source_ip(), d.source_port()) +
@@ -163,10 +142,103 @@ std::string dropSummary(const v1::DropEvent& d) {
   return out;
 }
 
+Row eventRow(const std::vector<std::string>& cells) {
+  Row row;
+  for (const auto& cell : cells) row.push_back({cell});
+  if (row.size() > 1) {
+    const std::string& type = row[1].text;
+    if (type == "lost") {
+      row[1].sgr = kBoldRed;
+      row.back().sgr = kBoldRed;
+    } else {
+      row[0].sgr = kDim;
+      row[1].sgr = type == "exec"                                       ? kGreen
+                   : type == "kill" || type == "drop" || type == "rate" ? kBoldRed
+                                                                        : kYellow;
+    }
+  }
+  return row;
+}
+
+std::string_view policyStateColor(std::string_view state) {
+  if (state == "enforcing") return kGreen;
+  if (state == "audit") return kYellow;
+  if (state == "error") return kBoldRed;
+  return {};
+}
+
+std::string_view ruleActionColor(std::string_view action) {
+  if (action == "kill" || action == "drop") return kRed;
+  if (action == "audit") return kYellow;
+  return {};
+}
+
+std::string yesNo(bool value) { return value ? "yes" : "no"; }
+
+// "name=3, other=1" for the counters that are not zero, or "all zero".
+std::string nonZeroStats(const google::protobuf::RepeatedPtrField<v1::KernelStat>& stats) {
+  std::string out;
+  for (const auto& st : stats) {
+    if (st.value() == 0) continue;
+    out += (out.empty() ? "" : ", ") + sanitize(st.name()) + "=" + std::to_string(st.value());
+  }
+  return out.empty() ? "all zero" : out;
+}
+
+// The "Flows:" section of `vigil status`.
+void appendFlowStatus(std::string& out, const v1::FlowStatus& f, bool color) {
+  out +=
+      "\nFlows: " + paint(sanitize(f.state()), f.state() == "tracking" ? kGreen : kYellow, color) +
+      "\n";
+  if (f.interfaces_size() > 0) {
+    std::vector<Row> ifs = {headerRow({"INTERFACE", "IFINDEX", "MODE"})};
+    for (const auto& i : f.interfaces()) {
+      ifs.push_back({{sanitize(i.name())}, {std::to_string(i.ifindex())}, {sanitize(i.mode())}});
+    }
+    appendTable(out, ifs, color);
+  }
+  out += labelled(
+      "  Flow events",
+      std::to_string(f.flows_seen()) + " seen, " + std::to_string(f.ring_size()) + " / " +
+          std::to_string(f.ring_capacity()) + " in the ring, " +
+          paint(std::to_string(f.flows_lost()) + " lost", f.flows_lost() ? kRed : "", color));
+  out += labelled("  Kernel table", std::to_string(f.table_entries()) + " / " +
+                                        std::to_string(f.table_capacity()) + " flows, " +
+                                        std::to_string(f.table_evictions()) + " evictions");
+  if (f.drops_size() > 0) {
+    std::vector<Row> drops = {headerRow({"DROP REASON", "PACKETS"})};
+    for (const auto& d : f.drops()) {
+      drops.push_back({{sanitize(d.reason())}, {std::to_string(d.packets())}});
+    }
+    appendTable(out, drops, color);
+  }
+  if (!f.attribution().empty()) out += labelled("  Attribution", sanitize(f.attribution()));
+  if (!f.cgroup_accounting().empty()) {
+    out += labelled("  Traffic", sanitize(f.cgroup_accounting()));
+  }
+  out += labelled("  Counters", nonZeroStats(f.stats()));
+}
+
+}  // namespace
+
+std::string paint(std::string_view text, std::string_view sgr, bool color) {
+  if (!color || sgr.empty() || text.empty()) return std::string(text);
+  std::string out = "\x1b[";
+  out.append(sgr).append("m").append(text).append("\x1b[0m");
+  return out;
+}
+
+std::string endpoint(const std::string& ip, uint32_t port) {
+  std::string a = sanitize(ip);
+  if (a.find(':') != std::string::npos) a = "[" + a + "]";
+  return port ? a + ":" + std::to_string(port) : a;
+}
+
 std::string lostText(const v1::LostEvent& lost) {
   std::string out = "!! " + std::to_string(lost.count()) + " ";
   if (lost.lost_type() == v1::EVENT_TYPE_EXEC || lost.lost_type() == v1::EVENT_TYPE_EXIT ||
-      lost.lost_type() == v1::EVENT_TYPE_POLICY || lost.lost_type() == v1::EVENT_TYPE_DROP) {
+      lost.lost_type() == v1::EVENT_TYPE_POLICY || lost.lost_type() == v1::EVENT_TYPE_DROP ||
+      lost.lost_type() == v1::EVENT_TYPE_FLOW) {
     out += eventTypeName(lost.lost_type()) + " ";
   }
   out += lost.count() == 1 ? "event lost " : "events lost ";
@@ -179,14 +251,6 @@ std::string lostText(const v1::LostEvent& lost) {
   }
   return out;
 }
-
-// Rows of cells, each with an optional colour, rendered in aligned columns. The last column
-// is never padded, so lines carry no trailing spaces.
-struct Cell {
-  std::string text;
-  std::string_view sgr = {};
-};
-using Row = std::vector<Cell>;
 
 void appendRow(std::string& out, const Row& row, const std::vector<std::size_t>& widths,
                std::string_view indent, bool color) {
@@ -226,44 +290,9 @@ Row headerRow(const std::vector<std::string>& names) {
   return row;
 }
 
-Row eventRow(const std::vector<std::string>& cells) {
-  Row row;
-  for (const auto& cell : cells) row.push_back({cell});
-  if (row.size() > 1) {
-    const std::string& type = row[1].text;
-    if (type == "lost") {
-      row[1].sgr = kBoldRed;
-      row.back().sgr = kBoldRed;
-    } else {
-      row[0].sgr = kDim;
-      row[1].sgr = type == "exec"                                         ? kGreen
-                   : type == "kill" || type == "drop" || type == "rate" ? kBoldRed
-                                                                        : kYellow;
-    }
-  }
-  return row;
-}
-
-std::string_view policyStateColor(std::string_view state) {
-  if (state == "enforcing") return kGreen;
-  if (state == "audit") return kYellow;
-  if (state == "error") return kBoldRed;
-  return {};
-}
-
-std::string_view ruleActionColor(std::string_view action) {
-  if (action == "kill" || action == "drop") return kRed;
-  if (action == "audit") return kYellow;
-  return {};
-}
-
-std::string yesNo(bool value) { return value ? "yes" : "no"; }
-
 std::string labelled(std::string_view label, std::string_view value) {
   return padRight(std::string(label) + ":", 16) + std::string(value) + "\n";
 }
-
-}  // namespace
 
 bool shouldUseColor(bool noColorFlag, bool noColorEnv, bool stdoutIsTty) {
   return stdoutIsTty && !noColorFlag && !noColorEnv;
@@ -337,6 +366,8 @@ std::string eventTypeName(v1::EventType type) {
       return "policy";
     case v1::EVENT_TYPE_DROP:
       return "drop";
+    case v1::EVENT_TYPE_FLOW:
+      return "flow";
     default:
       return "unknown";
   }
@@ -652,16 +683,12 @@ std::string formatStatusText(const v1::GetStatusResponse& status, bool color) {
       }
       appendTable(out, rules, color);
     }
-    std::string counters;
-    for (const auto& st : x.stats()) {
-      if (st.value() == 0) continue;
-      counters += (counters.empty() ? "" : ", ") + sanitize(st.name()) + "=" +
-                  std::to_string(st.value());
-    }
-    out += labelled("  Counters", counters.empty() ? "all zero" : counters);
+    out += labelled("  Counters", nonZeroStats(x.stats()));
     out += labelled("  Drop records", std::to_string(x.records_received()) + " received, " +
                                           std::to_string(x.records_malformed()) + " malformed");
   }
+
+  if (status.has_flows()) appendFlowStatus(out, status.flows(), color);
 
   out += "\n";
   out += labelled("Clients", std::to_string(status.clients()) + " connected, " +
@@ -676,8 +703,46 @@ std::string formatStatusText(const v1::GetStatusResponse& status, bool color) {
   return out;
 }
 
+TableWriter::TableWriter(std::ostream& out, Row header, std::vector<std::size_t> streamingWidths,
+                         bool color, bool streaming)
+    : out_(out),
+      header_(std::move(header)),
+      streamingWidths_(std::move(streamingWidths)),
+      color_(color),
+      streaming_(streaming) {}
+
+void TableWriter::add(Row row) {
+  if (!streaming_) {
+    heldRows_.push_back(std::move(row));
+    return;
+  }
+  std::string text;
+  if (!headerPrinted_) {
+    appendRow(text, header_, streamingWidths_, "", color_);
+    headerPrinted_ = true;
+  }
+  appendRow(text, row, streamingWidths_, "", color_);
+  out_ << text << std::flush;
+}
+
+void TableWriter::finish() {
+  if (streaming_) return;
+  std::vector<Row> rows = {header_};
+  rows.insert(rows.end(), heldRows_.begin(), heldRows_.end());
+  auto widths = columnWidths(rows);
+  std::string text;
+  for (const auto& row : rows) appendRow(text, row, widths, "", color_);
+  out_ << text;
+  heldRows_.clear();
+}
+
 EventPrinter::EventPrinter(std::ostream& out, EventFormat format, bool color, bool streaming)
-    : out_(out), format_(format), color_(color), streaming_(streaming) {}
+    : out_(out),
+      format_(format),
+      color_(color),
+      streaming_(streaming),
+      // Fixed widths that fit typical values.
+      table_(out, headerRow(kEventTableHeader), {24, 5, 7, 7, 5, 28, 0}, color, streaming) {}
 
 void EventPrinter::print(const v1::Event& event) {
   switch (format_) {
@@ -688,38 +753,14 @@ void EventPrinter::print(const v1::Event& event) {
       out_ << formatCompact(event, color_) << '\n';
       break;
     case EventFormat::kTable:
-      if (streaming_) {
-        printTableRow(eventTableRow(event));
-      } else {
-        heldRows_.push_back(eventTableRow(event));
-      }
+      table_.add(eventRow(eventTableRow(event)));
       break;
   }
   if (streaming_) out_.flush();
 }
 
-void EventPrinter::printTableRow(const std::vector<std::string>& cells) {
-  // Fixed widths that fit typical values; a longer value pushes the rest of its line right.
-  static const std::vector<std::size_t> kWidths = {24, 5, 7, 7, 5, 28, 0};
-  std::string text;
-  if (!headerPrinted_) {
-    appendRow(text, headerRow(kEventTableHeader), kWidths, "", color_);
-    headerPrinted_ = true;
-  }
-  appendRow(text, eventRow(cells), kWidths, "", color_);
-  out_ << text;
-}
-
 void EventPrinter::finish() {
-  if (format_ == EventFormat::kTable && !streaming_) {
-    std::vector<Row> rows = {headerRow(kEventTableHeader)};
-    for (const auto& cells : heldRows_) rows.push_back(eventRow(cells));
-    auto widths = columnWidths(rows);
-    std::string text;
-    for (const auto& row : rows) appendRow(text, row, widths, "", color_);
-    out_ << text;
-    heldRows_.clear();
-  }
+  if (format_ == EventFormat::kTable) table_.finish();
   out_.flush();
 }
 

@@ -17,6 +17,42 @@ namespace vigil::cli {
 enum class EventFormat { kCompact, kJson, kTable };
 enum class StatusFormat { kText, kJson };
 
+// ANSI SGR sequences; empty means "leave the text as it is".
+inline constexpr std::string_view kDim = "2";
+inline constexpr std::string_view kGreen = "32";
+inline constexpr std::string_view kYellow = "33";
+inline constexpr std::string_view kRed = "31";
+inline constexpr std::string_view kBoldRed = "1;31";
+inline constexpr std::string_view kBold = "1";
+
+// `text` wrapped in the SGR sequence when `color` is set.
+std::string paint(std::string_view text, std::string_view sgr, bool color);
+
+// Rows of cells, each with an optional colour, rendered in aligned columns. The last column
+// is never padded, so lines carry no trailing spaces.
+struct Cell {
+  std::string text;
+  std::string_view sgr = {};
+};
+using Row = std::vector<Cell>;
+
+// Appends `row` padded to `widths`, after `indent`, with a newline.
+void appendRow(std::string& out, const Row& row, const std::vector<std::size_t>& widths,
+               std::string_view indent, bool color);
+// The widest cell of each column.
+std::vector<std::size_t> columnWidths(const std::vector<Row>& rows);
+// The rows aligned, each indented by two spaces.
+void appendTable(std::string& out, const std::vector<Row>& rows, bool color);
+// Column names in bold.
+Row headerRow(const std::vector<std::string>& names);
+// "Label:         value\n", the value at column 17.
+std::string labelled(std::string_view label, std::string_view value);
+
+// "10.0.0.1:443", "[2001:db8::1]:443", or the address alone for port 0.
+std::string endpoint(const std::string& ip, uint32_t port);
+// "!! 42 exec events lost (kernel ring buffer full)".
+std::string lostText(const v1::LostEvent& lost);
+
 // Colour is for people: only on a terminal, and never when --no-color or NO_COLOR is set.
 bool shouldUseColor(bool noColorFlag, bool noColorEnv, bool stdoutIsTty);
 
@@ -69,6 +105,30 @@ std::string formatPolicyApplied(const v1::ApplyPolicyResponse& applied, bool col
 // The human-readable `vigil status` report, ending in a newline.
 std::string formatStatusText(const v1::GetStatusResponse& status, bool color);
 
+// Writes table rows as they arrive. With `streaming` every row is written at once, at fixed
+// widths (a longer value pushes the rest of its line right); otherwise rows are held and
+// aligned over the whole output at finish().
+class TableWriter {
+ public:
+  TableWriter(std::ostream& out, Row header, std::vector<std::size_t> streamingWidths, bool color,
+              bool streaming);
+  TableWriter(const TableWriter&) = delete;
+  TableWriter& operator=(const TableWriter&) = delete;
+
+  void add(Row row);
+  // Writes held rows (the header alone when there were none); call once, at the end.
+  void finish();
+
+ private:
+  std::ostream& out_;
+  const Row header_;
+  const std::vector<std::size_t> streamingWidths_;
+  const bool color_;
+  const bool streaming_;
+  bool headerPrinted_ = false;
+  std::vector<Row> heldRows_;
+};
+
 // Writes events as they arrive. The table format aligns columns over the whole output, so it
 // holds rows until finish() unless `streaming` is set, in which case it uses fixed widths.
 class EventPrinter {
@@ -82,14 +142,11 @@ class EventPrinter {
   void finish();
 
  private:
-  void printTableRow(const std::vector<std::string>& cells);
-
   std::ostream& out_;
   EventFormat format_;
   bool color_;
   bool streaming_;
-  bool headerPrinted_ = false;
-  std::vector<std::vector<std::string>> heldRows_;
+  TableWriter table_;
 };
 
 }  // namespace vigil::cli

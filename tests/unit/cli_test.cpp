@@ -29,6 +29,7 @@
 #include "cli/src/format.hpp"
 #include "cli/src/policy.hpp"
 #include "cli/src/time_parse.hpp"
+#include "cli_test_support.hpp"
 #include "vigil/v1/vigil.grpc.pb.h"
 
 namespace vigil::cli {
@@ -37,17 +38,9 @@ namespace {
 using google::protobuf::util::TimeUtil;
 using namespace std::chrono_literals;
 
-google::protobuf::Timestamp timestamp(const std::string& rfc3339) {
-  google::protobuf::Timestamp ts;
-  EXPECT_TRUE(TimeUtil::FromString(rfc3339, &ts)) << rfc3339;
-  return ts;
-}
-
-Environment testEnvironment() {
-  Environment env;
-  env.now = std::chrono::system_clock::time_point(std::chrono::seconds(1'795'000'000));
-  return env;
-}
+using test_support::parseCommand;
+using test_support::testEnvironment;
+using test_support::timestamp;
 
 // Parses `args` and returns the events command; fails the test if there is none.
 EventsCommand parseEvents(const std::vector<std::string>& args,
@@ -172,19 +165,6 @@ v1::Event ipv6FragmentDrop() {
   return event;
 }
 
-// Parses `args` and returns the command of type Command; fails the test if there is none.
-template <typename Command>
-Command parseCommand(const std::vector<std::string>& args) {
-  std::ostringstream out;
-  std::ostringstream err;
-  ParseResult result = parseCommandLine(args, out, err, testEnvironment());
-  EXPECT_TRUE(result.invocation.has_value()) << err.str();
-  if (!result.invocation) return {};
-  const auto* command = std::get_if<Command>(&result.invocation->command);
-  EXPECT_NE(command, nullptr);
-  return command != nullptr ? *command : Command{};
-}
-
 // ---- Flag parsing ----------------------------------------------------------------------------
 
 TEST(cliParse, DefaultsToTheLastTwentyCompactEvents) {
@@ -291,16 +271,7 @@ TEST(cliParse, BadPolicyFlagsExitTwoAndPointAtTheirCommand) {
       {{"policy", "list", "-o", "yaml"}, "--output: yaml not in {table,json}", "vigil policy list"},
       {{"events", "--type", "kill"}, "--type: kill not in {exec,exit,policy,drop}", "vigil events"},
   };
-  for (const auto& c : cases) {
-    std::ostringstream out;
-    std::ostringstream err;
-    EXPECT_EQ(run(c.args, out, err, testEnvironment()), 2) << c.message;
-    EXPECT_EQ(err.str().rfind("vigil: ", 0), 0u) << err.str();
-    EXPECT_NE(err.str().find(c.message), std::string::npos) << err.str();
-    EXPECT_NE(err.str().find("Run '" + c.help + " --help' for usage."), std::string::npos)
-        << err.str();
-    EXPECT_EQ(out.str(), "");
-  }
+  for (const auto& c : cases) test_support::expectUsageError(c.args, c.message, c.help);
 }
 
 TEST(cliParse, PolicyHelpTeaches) {
@@ -427,7 +398,7 @@ TEST(cliParse, BadFlagsExitTwoWithOneClearMessage) {
       {{"events", "--bogus"}, "--bogus"},
       {{"--timeout", "0s", "status"}, "--timeout"},
       {{"frobnicate"}, "frobnicate"},
-      {{}, "A command (status, events or policy) is required"},
+      {{}, "A command (status, events, observe, traffic or policy) is required"},
   };
   for (const auto& c : cases) {
     std::ostringstream out;

@@ -102,6 +102,21 @@ TEST(EventHub, LastCountsOnlyMatchingEvents) {
   for (auto& e : h) EXPECT_EQ(e->exec().process().pid(), 7u);
 }
 
+TEST(EventHub, FirstReturnsOldestMatchesAndLastWins) {
+  EventHub hub(100, 10);
+  for (uint32_t i = 1; i <= 10; i++) hub.publish(execEvent(i, i % 2 ? "/odd" : "/even"));
+  v1::GetEventsRequest req;
+  req.add_binaries("/even");
+  auto h = hub.history(filterOf(req), 0, 2);
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_EQ(h[0]->exec().process().pid(), 2u);
+  EXPECT_EQ(h[1]->exec().process().pid(), 4u);
+  auto last = hub.history(filterOf(req), 1, 2);
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0]->exec().process().pid(), 10u);
+  EXPECT_EQ(hub.history(filterOf({}), 0, 50).size(), 10u);
+}
+
 TEST(EventHub, SlowClientIsToldWhatItMissedInOrder) {
   EventHub hub(100, 2);
   std::vector<EventPtr> history;

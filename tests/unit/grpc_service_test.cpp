@@ -1,5 +1,5 @@
-// The gRPC service over an in-process channel: history, follow, filters, errors, status, and
-// policies with their exec and XDP rules.
+// The gRPC service over an in-process channel: history, follow, filters, errors, status,
+// policies with their exec and XDP rules, and flows and traffic.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -130,6 +130,171 @@ TEST_F(ServiceTest, StatusComesFromTheAgent) {
   ASSERT_TRUE(stub->GetStatus(&ctx, {}, &resp).ok());
   EXPECT_EQ(resp.version(), "test");
   EXPECT_EQ(resp.capabilities(0).detail(), "not in the LSM list");
+}
+
+// --- Flows and traffic ------------------------------------------------------------------------
+
+v1::Event flowEvent(uint32_t port, int64_t secs) {
+  v1::Event ev;
+  ev.set_type(v1::EVENT_TYPE_FLOW);
+  ev.mutable_time()->set_seconds(secs);
+  auto* f = ev.mutable_flow();
+  f->set_event_type(v1::FLOW_NEW);
+  f->set_protocol("tcp");
+  f->mutable_source()->set_ip("10.0.0.1");
+  f->mutable_source()->set_port(40000);
+  f->mutable_destination()->set_ip("10.0.0.2");
+  f->mutable_destination()->set_port(port);
+  return ev;
+}
+
+// The service with a flow hub (beside the process-event hub) and a traffic hook.
+class FlowServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    start(FlowHooks{&flows, [this](const v1::GetTrafficRequest& req) {
+                      trafficRequests.push_back(req);
+                      v1::GetTrafficResponse resp;
+                      resp.set_source("cgroup_skb on /sys/fs/cgroup");
+                      resp.add_rows()->set_cgroup_path("/a");
+                      return resp;
+                    }});
+  }
+  void TearDown() override {
+    events.close();
+    flows.close();
+    server->Shutdown();
+  }
+  void start(FlowHooks hooks) {
+    if (server) server->Shutdown();
+    service = std::make_unique<VigilService>(
+        events, [] { return v1::GetStatusResponse{}; }, PolicyHooks{}, std::move(hooks));
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service.get());
+    server = builder.BuildAndStart();
+    stub = v1::Vigil::NewStub(server->InProcessChannel({}));
+  }
+
+  std::vector<v1::Event> readFlows(const v1::GetFlowsRequest& req, grpc::Status* status) {
+    grpc::ClientContext ctx;
+    auto reader = stub->GetFlows(&ctx, req);
+    std::vector<v1::Event> out;
+    v1::GetFlowsResponse resp;
+    while (reader->Read(&resp)) out.push_back(resp.event());
+    *status = reader->Finish();
+    return out;
+  }
+
+  // Destination ports of the flows read with `req`; fails the test on an error.
+  std::vector<uint32_t> ports(const v1::GetFlowsRequest& req) {
+    grpc::Status st;
+    std::vector<uint32_t> out;
+    for (const auto& ev : readFlows(req, &st)) out.push_back(ev.flow().destination().port());
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return out;
+  }
+
+  server::EventHub events{100, 100};
+  server::EventHub flows{100, 100};
+  std::vector<v1::GetTrafficRequest> trafficRequests;
+  std::unique_ptr<VigilService> service;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<v1::Vigil::Stub> stub;
+};
+
+TEST_F(FlowServiceTest, HistoryLastFirstSinceUntilAndFilters) {
+  for (uint32_t i = 1; i <= 6; i++) flows.publish(flowEvent(i % 2 ? 443 : 53, 100 + i));
+  events.publish(execEvent(1, "/bin/a"));  // the process hub is a different stream
+
+  EXPECT_EQ(ports({}), (std::vector<uint32_t>{443, 53, 443, 53, 443, 53}));
+  v1::GetFlowsRequest last;
+  last.set_last(2);
+  EXPECT_EQ(ports(last), (std::vector<uint32_t>{443, 53}));
+  v1::GetFlowsRequest first;
+  first.set_first(1);
+  first.mutable_include()->add_port(53);
+  EXPECT_EQ(ports(first), (std::vector<uint32_t>{53}));
+  v1::GetFlowsRequest window;
+  window.mutable_since()->set_seconds(103);
+  window.mutable_until()->set_seconds(105);
+  EXPECT_EQ(ports(window), (std::vector<uint32_t>{443, 53}));
+  v1::GetFlowsRequest notDns;
+  notDns.mutable_exclude()->add_destination_port(53);
+  EXPECT_EQ(ports(notDns), (std::vector<uint32_t>{443, 443, 443}));
+
+  grpc::Status st;
+  auto all = readFlows({}, &st);
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all[0].type(), v1::EVENT_TYPE_FLOW);
+  EXPECT_EQ(all[0].time().seconds(), 101);
+}
+
+TEST_F(FlowServiceTest, FollowStreamsNewFlows) {
+  flows.publish(flowEvent(1, 100));
+  v1::GetFlowsRequest req;
+  req.set_follow(true);
+  req.mutable_include()->add_port(443);
+  grpc::ClientContext ctx;
+  auto reader = stub->GetFlows(&ctx, req);
+  std::thread producer([&] {
+    while (flows.clients() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    flows.publish(flowEvent(80, 101));
+    flows.publish(flowEvent(443, 102));
+  });
+  v1::GetFlowsResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  EXPECT_EQ(resp.event().flow().destination().port(), 443u);
+  producer.join();
+  EXPECT_EQ(events.clients(), 0u);
+  flows.close();
+  while (reader->Read(&resp)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(FlowServiceTest, BadFiltersAreInvalidArgument) {
+  v1::GetFlowsRequest req;
+  req.mutable_include()->add_ip("10.0.0.0/33");
+  grpc::Status st;
+  readFlows(req, &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("include.ip"), std::string::npos) << st.error_message();
+
+  v1::GetFlowsRequest both;
+  both.set_first(1);
+  both.set_last(1);
+  readFlows(both, &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(FlowServiceTest, TrafficComesFromTheHookAndChecksThePrefix) {
+  grpc::ClientContext ctx;
+  v1::GetTrafficRequest req;
+  req.set_cgroup_prefix("/system.slice");
+  v1::GetTrafficResponse resp;
+  ASSERT_TRUE(stub->GetTraffic(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.source(), "cgroup_skb on /sys/fs/cgroup");
+  ASSERT_EQ(resp.rows_size(), 1);
+  ASSERT_EQ(trafficRequests.size(), 1u);
+  EXPECT_EQ(trafficRequests[0].cgroup_prefix(), "/system.slice");
+
+  grpc::ClientContext bad;
+  req.set_cgroup_prefix("system.slice");
+  grpc::Status st = stub->GetTraffic(&bad, req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("cgroup_prefix"), std::string::npos);
+  EXPECT_EQ(trafficRequests.size(), 1u);
+}
+
+TEST_F(FlowServiceTest, WithoutFlowTrackingBothAreUnimplemented) {
+  start(FlowHooks{});
+  grpc::Status st;
+  readFlows({}, &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(st.error_message(), "flow tracking is not running on this agent");
+  grpc::ClientContext ctx;
+  v1::GetTrafficResponse resp;
+  EXPECT_EQ(stub->GetTraffic(&ctx, {}, &resp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
 }
 
 TEST(Endpoint, ParsesAndRejects) {

@@ -2,6 +2,7 @@
 // record, each verdict and packet flag, names of rules and interfaces that are gone, and every
 // way a record can fail the ABI checks.
 
+#include "events/net_names.hpp"
 #include "events/xdp_drops.hpp"
 
 #include <arpa/inet.h>

@@ -242,23 +242,29 @@ Expected<std::vector<uint64_t>> Skeleton::readRuleHits() const {
 int Skeleton::eventsMapFd() const { return bpf_map__fd(skel_->maps.vigil_events); }
 
 Expected<std::vector<uint64_t>> Skeleton::readStats() const {
+  return sumPerCpu(skel_->maps.vigil_stats, VIGIL_STAT_MAX, "stats");
+}
+
+Expected<std::vector<uint64_t>> sumPerCpu(bpf_map* map, uint32_t entries, const char* what) {
   int ncpu = libbpf_num_possible_cpus();
   if (ncpu <= 0) return Error(ncpu, "count possible CPUs");
   std::vector<uint64_t> perCpu(static_cast<size_t>(ncpu));
-  std::vector<uint64_t> sums(VIGIL_STAT_MAX, 0);
-  for (uint32_t key = 0; key < VIGIL_STAT_MAX; key++) {
-    int err = bpf_map__lookup_elem(skel_->maps.vigil_stats, &key, sizeof key, perCpu.data(),
+  std::vector<uint64_t> sums(entries, 0);
+  for (uint32_t key = 0; key < entries; key++) {
+    int err = bpf_map__lookup_elem(map, &key, sizeof key, perCpu.data(),
                                    perCpu.size() * sizeof(uint64_t), 0);
-    if (err) return Error(err, std::string("read stat ") + kStatNames[key]);
+    if (err) return Error(err, std::string("read ") + what);
     for (uint64_t v : perCpu) sums[key] += v;
   }
   return sums;
 }
 
-std::vector<ProgramInfo> Skeleton::programs() const {
+std::vector<ProgramInfo> Skeleton::programs() const { return programsOf(skel_->obj); }
+
+std::vector<ProgramInfo> programsOf(bpf_object* obj) {
   std::vector<ProgramInfo> out;
   bpf_program* prog = nullptr;
-  bpf_object__for_each_program(prog, skel_->obj) {
+  bpf_object__for_each_program(prog, obj) {
     if (!bpf_program__autoload(prog)) continue;
     ProgramInfo info;
     info.name = bpf_program__name(prog);

@@ -13,6 +13,8 @@
 #include "policy/exec_rules.hpp"
 
 struct vigil_bpf;  // generated skeleton, only ever included by agent/src/bpf/*.cpp
+struct bpf_object;
+struct bpf_map;
 
 namespace vigil::bpf {
 
@@ -63,6 +65,11 @@ class Skeleton {
   uint32_t slotsInUse_ = 0;  // 64 * nwords of the rule set in force
   int barrierInnerFd_ = -1;
 };
+
+// The loaded programs of a BPF object, with their section's type and target.
+std::vector<ProgramInfo> programsOf(bpf_object* obj);
+// entries consecutive u64 per-CPU counters (keys 0..entries-1 of a per-CPU array), summed.
+Expected<std::vector<uint64_t>> sumPerCpu(bpf_map* map, uint32_t entries, const char* what);
 
 // Name of stat id i ("exec_lost_ringbuf_full", ...), from the shared ABI header.
 const char* statName(size_t id);

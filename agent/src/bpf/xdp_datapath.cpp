@@ -18,6 +18,7 @@
 #include <fstream>
 #include <set>
 
+#include "common/interfaces.hpp"
 #include "common/log.hpp"
 #include "common/unique_fd.hpp"
 #include "vigil_xdp.skel.h"
@@ -71,13 +72,6 @@ std::vector<std::string> listDir(const std::string& dir) {
   for (const auto& e : std::filesystem::directory_iterator(dir, ec))
     out.push_back(e.path().filename().string());
   return out;
-}
-
-bool isLoopback(const std::string& ifname) {
-  std::ifstream in("/sys/class/net/" + ifname + "/flags");
-  unsigned long flags = 0;
-  in >> std::hex >> flags;
-  return in && (flags & IFF_LOOPBACK);
 }
 
 // Which process holds a BPF program (or a link to it), from /proc/*/fdinfo: "pid 812 (xdp-loader)",
@@ -335,14 +329,7 @@ struct XdpDataPath::Impl {
   // The interfaces a rule set needs, by name.
   static std::map<std::string, uint32_t> wantedInterfaces(const policy::CompiledXdp& rules) {
     std::map<std::string, uint32_t> want = rules.interfaces;
-    if (rules.allInterfaces) {
-      if (struct if_nameindex* all = if_nameindex()) {
-        for (auto* i = all; i->if_index != 0; i++) {
-          if (!isLoopback(i->if_name)) want.emplace(i->if_name, i->if_index);
-        }
-        if_freenameindex(all);
-      }
-    }
+    if (rules.allInterfaces) want.merge(nonLoopbackInterfaces());
     return want;
   }
 

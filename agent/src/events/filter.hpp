@@ -9,16 +9,17 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "events/event_matcher.hpp"
 #include "vigil/v1/vigil.pb.h"
 
 namespace vigil::events {
 
-class EventFilter {
+class EventFilter final : public EventMatcher {
  public:
   // Rejects values that cannot match anything (unknown types, empty binaries, pid 0).
   static Expected<EventFilter> fromRequest(const v1::GetEventsRequest& request);
 
-  bool matches(const v1::Event& event) const;
+  bool matches(const v1::Event& event) const override;
 
  private:
   std::vector<v1::EventType> types_;

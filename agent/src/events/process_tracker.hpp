@@ -42,6 +42,7 @@ class ProcessTracker {
   size_t seedFromProc(const std::string& procRoot);
 
   const ProcessTable& table() const { return table_; }
+  ProcessTable& table() { return table_; }
   // Re-reads the realtime/monotonic offset, so that NTP adjustments reach event times.
   void recalibrateClock() { clock_.recalibrate(); }
 

@@ -1,19 +1,13 @@
 #include "events/xdp_drops.hpp"
 
-#include <arpa/inet.h>
 #include <vigil/xdp.h>
 
 #include <cstring>
 
+#include "events/net_names.hpp"
+
 namespace vigil::events {
 namespace {
-
-std::string address(const uint8_t (&a)[16], bool v4) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  const char* s =
-      v4 ? inet_ntop(AF_INET, a + 12, buf, sizeof buf) : inet_ntop(AF_INET6, a, buf, sizeof buf);
-  return s ? s : "?";
-}
 
 const char* verdictName(uint8_t v) {
   switch (v) {
@@ -31,21 +25,6 @@ const char* verdictName(uint8_t v) {
 }
 
 }  // namespace
-
-std::string protocolName(uint8_t proto) {
-  switch (proto) {
-    case 6:
-      return "tcp";
-    case 17:
-      return "udp";
-    case 1:
-      return "icmp";
-    case 58:
-      return "icmpv6";
-    default:
-      return std::to_string(proto);
-  }
-}
 
 Expected<v1::Event> decodeXdpDrop(std::span<const uint8_t> raw, const XdpDropNames& names,
                                   const Clock& clock, const std::string& nodeName) {
@@ -85,8 +64,8 @@ Expected<v1::Event> decodeXdpDrop(std::span<const uint8_t> raw, const XdpDropNam
   d->set_interface(ifname.empty() ? "if" + std::to_string(r.ifindex) : ifname);
   d->set_protocol(protocolName(r.proto));
   const bool v4 = r.family == 4;
-  d->set_source_ip(address(r.src, v4));
-  d->set_destination_ip(address(r.dst, v4));
+  d->set_source_ip(ipString(r.src, v4));
+  d->set_destination_ip(ipString(r.dst, v4));
   d->set_source_port(r.src_port);
   d->set_destination_port(r.dst_port);
   d->set_length(r.pkt_len);

@@ -27,7 +27,4 @@ struct XdpDropNames {
 Expected<v1::Event> decodeXdpDrop(std::span<const uint8_t> raw, const XdpDropNames& names,
                                   const Clock& clock, const std::string& nodeName);
 
-// "tcp", "udp", "icmp", "icmpv6", or the number.
-std::string protocolName(uint8_t proto);
-
 }  // namespace vigil::events

@@ -2,11 +2,16 @@
 
 #include <algorithm>
 
+#include "events/filter.hpp"
+#include "events/flow_filter.hpp"
+
 namespace vigil::api {
 namespace {
 
-bool send(grpc::ServerWriter<v1::GetEventsResponse>* writer, const v1::Event& event) {
-  v1::GetEventsResponse response;
+// GetEventsResponse or GetFlowsResponse: both carry one Event.
+template <typename Response>
+bool send(grpc::ServerWriter<Response>* writer, const v1::Event& event) {
+  Response response;
   *response.mutable_event() = event;
   return writer->Write(response);
 }
@@ -18,27 +23,29 @@ struct Unsubscribe {
   ~Unsubscribe() { hub.unsubscribe(sub); }
 };
 
-}  // namespace
+// Which retained events a stream starts with.
+struct HistoryWindow {
+  uint32_t last = 0;
+  uint32_t first = 0;
+  // With follow: whether to send any history at all (else only new events).
+  bool withFollow = false;
+};
 
-VigilService::VigilService(server::EventHub& hub, StatusFn status, PolicyHooks policies)
-    : hub_(hub), status_(std::move(status)), policies_(std::move(policies)) {}
-
-grpc::Status VigilService::GetEvents(grpc::ServerContext* context,
-                                     const v1::GetEventsRequest* request,
-                                     grpc::ServerWriter<v1::GetEventsResponse>* writer) {
-  auto filter = events::EventFilter::fromRequest(*request);
-  if (!filter) return {grpc::StatusCode::INVALID_ARGUMENT, filter.error().context()};
-
-  if (!request->follow()) {
-    for (const auto& ev : hub_.history(*filter, request->last())) {
+// The body of GetEvents and GetFlows: the matching history, then, with `follow`, new events
+// until the client cancels or the hub closes.
+template <typename Response, typename Matcher>
+grpc::Status stream(grpc::ServerContext* context, server::EventHub& hub, Matcher matcher,
+                    bool follow, HistoryWindow window, grpc::ServerWriter<Response>* writer) {
+  if (!follow) {
+    for (const auto& ev : hub.history(matcher, window.last, window.first)) {
       if (!send(writer, *ev)) return {grpc::StatusCode::CANCELLED, "client went away"};
     }
     return grpc::Status::OK;
   }
 
-  bool withHistory = request->last() > 0 || request->has_since();
   std::vector<server::EventPtr> history;
-  Unsubscribe guard{hub_, hub_.subscribe(*filter, withHistory, request->last(), &history)};
+  Unsubscribe guard{hub,
+                    hub.subscribe(std::move(matcher), window.withFollow, window.last, &history)};
   for (const auto& ev : history) {
     if (!send(writer, *ev)) return {grpc::StatusCode::CANCELLED, "client went away"};
   }
@@ -50,6 +57,51 @@ grpc::Status VigilService::GetEvents(grpc::ServerContext* context,
       return {grpc::StatusCode::UNAVAILABLE, "the agent is shutting down"};
     }
   }
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+VigilService::VigilService(server::EventHub& hub, StatusFn status, PolicyHooks policies,
+                           FlowHooks flows)
+    : hub_(hub),
+      status_(std::move(status)),
+      policies_(std::move(policies)),
+      flows_(std::move(flows)) {}
+
+grpc::Status VigilService::GetEvents(grpc::ServerContext* context,
+                                     const v1::GetEventsRequest* request,
+                                     grpc::ServerWriter<v1::GetEventsResponse>* writer) {
+  auto filter = events::EventFilter::fromRequest(*request);
+  if (!filter) return {grpc::StatusCode::INVALID_ARGUMENT, filter.error().context()};
+  HistoryWindow window{request->last(), 0, request->last() > 0 || request->has_since()};
+  return stream(context, hub_, std::move(*filter), request->follow(), window, writer);
+}
+
+grpc::Status VigilService::GetFlows(grpc::ServerContext* context,
+                                    const v1::GetFlowsRequest* request,
+                                    grpc::ServerWriter<v1::GetFlowsResponse>* writer) {
+  if (flows_.hub == nullptr) {
+    return {grpc::StatusCode::UNIMPLEMENTED, "flow tracking is not running on this agent"};
+  }
+  auto filter = events::FlowFilter::fromRequest(*request);
+  if (!filter) return {grpc::StatusCode::INVALID_ARGUMENT, filter.error().context()};
+  HistoryWindow window{request->last(), request->first(),
+                       request->last() > 0 || request->has_since()};
+  return stream(context, *flows_.hub, std::move(*filter), request->follow(), window, writer);
+}
+
+grpc::Status VigilService::GetTraffic(grpc::ServerContext*, const v1::GetTrafficRequest* request,
+                                      v1::GetTrafficResponse* response) {
+  if (!flows_.traffic) {
+    return {grpc::StatusCode::UNIMPLEMENTED, "traffic accounting is not running on this agent"};
+  }
+  const std::string& prefix = request->cgroup_prefix();
+  if (!prefix.empty() && prefix.front() != '/') {
+    return {grpc::StatusCode::INVALID_ARGUMENT,
+            "cgroup_prefix: '" + prefix + "' is not a cgroup path (it must start with '/')"};
+  }
+  *response = flows_.traffic(*request);
   return grpc::Status::OK;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
-// The vigil.v1.Vigil gRPC service over the event hub and the agent's status.
+// The vigil.v1.Vigil gRPC service over the event hubs (process events, flows), the policy
+// store and the agent's status.
 
 #include <grpcpp/grpcpp.h>
 
@@ -26,11 +27,19 @@ struct PolicyHooks {
   std::function<std::map<uint32_t, XdpCounters>()> xdpCounters;  // by XDP rule slot
 };
 
+// What the flow RPCs need. Without a hub GetFlows answers UNIMPLEMENTED, without `traffic`
+// GetTraffic does. `traffic` gets requests whose cgroup_prefix is empty or starts with '/'.
+struct FlowHooks {
+  server::EventHub* hub = nullptr;  // flow events only, apart from the process-event hub
+  std::function<v1::GetTrafficResponse(const v1::GetTrafficRequest&)> traffic;
+};
+
 class VigilService final : public v1::Vigil::Service {
  public:
   using StatusFn = std::function<v1::GetStatusResponse()>;
 
-  VigilService(server::EventHub& hub, StatusFn status, PolicyHooks policies = {});
+  VigilService(server::EventHub& hub, StatusFn status, PolicyHooks policies = {},
+               FlowHooks flows = {});
 
   grpc::Status GetEvents(grpc::ServerContext* context, const v1::GetEventsRequest* request,
                          grpc::ServerWriter<v1::GetEventsResponse>* writer) override;
@@ -42,11 +51,16 @@ class VigilService final : public v1::Vigil::Service {
                             v1::DeletePolicyResponse* response) override;
   grpc::Status ListPolicies(grpc::ServerContext* context, const v1::ListPoliciesRequest* request,
                             v1::ListPoliciesResponse* response) override;
+  grpc::Status GetFlows(grpc::ServerContext* context, const v1::GetFlowsRequest* request,
+                        grpc::ServerWriter<v1::GetFlowsResponse>* writer) override;
+  grpc::Status GetTraffic(grpc::ServerContext* context, const v1::GetTrafficRequest* request,
+                          v1::GetTrafficResponse* response) override;
 
  private:
   server::EventHub& hub_;
   StatusFn status_;
   PolicyHooks policies_;
+  FlowHooks flows_;
 };
 
 }  // namespace vigil::api

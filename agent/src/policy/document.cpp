@@ -589,54 +589,6 @@ std::optional<uint32_t> plainDecimal(std::string_view s, size_t maxDigits) {
   return value;
 }
 
-// "10.0.0.0/8", "198.51.100.7", "2001:db8::/32" or "2001:db8::1" -> a Cidr (without position),
-// or nothing with `why` saying what is wrong, to follow the quoted text in a message.
-std::optional<Cidr> parseCidr(const std::string& text, std::string& why) {
-  const size_t slash = text.find('/');
-  const std::string address = text.substr(0, slash);
-  Cidr cidr;
-  uint8_t v4[4];
-  if (inet_pton(AF_INET, address.c_str(), v4) == 1) {
-    cidr.v4 = true;
-    std::copy(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), cidr.addr.begin());
-    std::copy(v4, v4 + 4, cidr.addr.begin() + 12);
-  } else if (inet_pton(AF_INET6, address.c_str(), cidr.addr.data()) != 1) {
-    why =
-        "is not an IPv4 or IPv6 address block (write a.b.c.d/n, a.b.c.d, x::/n or an IPv6 "
-        "address)";
-    return std::nullopt;
-  }
-  const int familyBits = cidr.v4 ? 32 : 128;
-  cidr.prefix = familyBits;
-  if (slash != std::string::npos) {
-    const std::string_view prefixText = std::string_view(text).substr(slash + 1);
-    const std::optional<uint32_t> prefix = plainDecimal(prefixText, 3);
-    if (!prefix || *prefix > static_cast<uint32_t>(familyBits)) {
-      why = "has an invalid prefix length " + quoted(prefixText) + " (allowed: 0.." +
-            std::to_string(familyBits) + (cidr.v4 ? " for IPv4" : " for IPv6") +
-            ", in decimal digits)";
-      return std::nullopt;
-    }
-    cidr.prefix = static_cast<int>(*prefix);
-  }
-  const int bits = cidr.prefix + (cidr.v4 ? 96 : 0);
-  if (const auto network = masked(cidr.addr, bits); network != cidr.addr) {
-    cidr.addr = network;
-    why = "has host bits set; did you mean " + cidr.str() + "?";
-    return std::nullopt;
-  }
-  if (!cidr.v4 && cidr.prefix >= 96 &&
-      std::equal(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), cidr.addr.begin())) {
-    // Packets carry IPv4 addresses as IPv4, so the mapped spelling would never match.
-    Cidr dotted = cidr;
-    dotted.v4 = true;
-    dotted.prefix = cidr.prefix - 96;
-    why = "is an IPv4-mapped IPv6 address block; write IPv4 in dotted form: " + dotted.str();
-    return std::nullopt;
-  }
-  return cidr;
-}
-
 // "443" or "8000-8080" -> a PortRange (without position), or nothing with `why`.
 std::optional<PortRange> parsePortRange(std::string_view text, std::string& why) {
   const size_t dash = text.find('-');
@@ -1473,6 +1425,52 @@ std::string tooLargeMessage(uint64_t size) {
 }
 
 }  // namespace
+
+std::optional<Cidr> parseCidr(const std::string& text, std::string& why) {
+  const size_t slash = text.find('/');
+  const std::string address = text.substr(0, slash);
+  Cidr cidr;
+  uint8_t v4[4];
+  if (inet_pton(AF_INET, address.c_str(), v4) == 1) {
+    cidr.v4 = true;
+    std::copy(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), cidr.addr.begin());
+    std::copy(v4, v4 + 4, cidr.addr.begin() + 12);
+  } else if (inet_pton(AF_INET6, address.c_str(), cidr.addr.data()) != 1) {
+    why =
+        "is not an IPv4 or IPv6 address block (write a.b.c.d/n, a.b.c.d, x::/n or an IPv6 "
+        "address)";
+    return std::nullopt;
+  }
+  const int familyBits = cidr.v4 ? 32 : 128;
+  cidr.prefix = familyBits;
+  if (slash != std::string::npos) {
+    const std::string_view prefixText = std::string_view(text).substr(slash + 1);
+    const std::optional<uint32_t> prefix = plainDecimal(prefixText, 3);
+    if (!prefix || *prefix > static_cast<uint32_t>(familyBits)) {
+      why = "has an invalid prefix length " + quoted(prefixText) + " (allowed: 0.." +
+            std::to_string(familyBits) + (cidr.v4 ? " for IPv4" : " for IPv6") +
+            ", in decimal digits)";
+      return std::nullopt;
+    }
+    cidr.prefix = static_cast<int>(*prefix);
+  }
+  const int bits = cidr.prefix + (cidr.v4 ? 96 : 0);
+  if (const auto network = masked(cidr.addr, bits); network != cidr.addr) {
+    cidr.addr = network;
+    why = "has host bits set; did you mean " + cidr.str() + "?";
+    return std::nullopt;
+  }
+  if (!cidr.v4 && cidr.prefix >= 96 &&
+      std::equal(kV4MappedPrefix.begin(), kV4MappedPrefix.end(), cidr.addr.begin())) {
+    // Packets carry IPv4 addresses as IPv4, so the mapped spelling would never match.
+    Cidr dotted = cidr;
+    dotted.v4 = true;
+    dotted.prefix = cidr.prefix - 96;
+    why = "is an IPv4-mapped IPv6 address block; write IPv4 in dotted form: " + dotted.str();
+    return std::nullopt;
+  }
+  return cidr;
+}
 
 std::string ParseIssue::str() const { return position.str() + ": " + message; }
 

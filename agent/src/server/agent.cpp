@@ -1,8 +1,10 @@
 #include "server/agent.hpp"
 
 #include <net/if.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+#include <vigil/flow.h>
 #include <vigil/policy.h>
 #include <vigil/records.h>
 #include <vigil/stats.h>
@@ -40,6 +42,9 @@ v1::EventType apiType(size_t recordType) {
       return v1::EVENT_TYPE_EXIT;
     case VIGIL_REC_XDP_DROP:
       return v1::EVENT_TYPE_DROP;
+    case VIGIL_REC_FLOW_NEW:
+    case VIGIL_REC_KERNEL_DROP:
+      return v1::EVENT_TYPE_FLOW;
     default:
       return v1::EVENT_TYPE_UNSPECIFIED;  // fork records: lineage only
   }
@@ -57,9 +62,17 @@ const char* recordName(size_t recordType) {
       return "denied-exec";
     case VIGIL_REC_XDP_DROP:
       return "XDP drop";
+    case VIGIL_REC_FLOW_NEW:
+      return "new-flow";
+    case VIGIL_REC_KERNEL_DROP:
+      return "kernel drop";
     default:
       return "unknown";
   }
+}
+
+bool isFlowRecord(size_t recordType) {
+  return recordType == VIGIL_REC_FLOW_NEW || recordType == VIGIL_REC_KERNEL_DROP;
 }
 
 google::protobuf::Duration toDuration(std::chrono::steady_clock::duration d) {
@@ -73,7 +86,9 @@ google::protobuf::Duration toDuration(std::chrono::steady_clock::duration d) {
 }  // namespace
 
 Agent::Agent(const AgentConfig& config)
-    : config_(config), hub_(config.eventRingSize, config.clientQueueSize) {}
+    : config_(config),
+      hub_(config.eventRingSize, config.clientQueueSize),
+      flowHub_(config.flowEventRingSize, config.clientQueueSize) {}
 
 Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   std::unique_ptr<Agent> agent(new Agent(config));
@@ -140,6 +155,7 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
                    lsmDetail;
   log::info("exec policy enforcement: " + agent->enforcement_);
   if (auto s = agent->startXdp(); !s) return s.error();
+  agent->startFlows();
   agent->policies_ = std::make_unique<policy::PolicyStore>(
       policy::hostResolver(),
       [self](const policy::CompiledRules& rules, const std::vector<uint32_t>& fresh) {
@@ -180,11 +196,23 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
     if (!xdpReader) return xdpReader.error();
     agent->xdpReader_ = std::move(xdpReader.value());
   }
+  if (agent->flow_) {
+    auto flowReader = bpf::RingReader::create(
+        agent->flow_->ringFd(), [self](std::span<const uint8_t> r) { self->onRecord(r); },
+        [self] { self->queueReady_.notify_one(); }, std::chrono::milliseconds(cfg.drainIntervalMs));
+    if (!flowReader) return flowReader.error();
+    agent->flowReader_ = std::move(flowReader.value());
+  }
 
   api::PolicyHooks hooks{agent->policies_.get(), [self] { return self->ruleHits(); },
                          agent->enforcement_, [self] { return self->xdpCounters(); }};
+  api::FlowHooks flowHooks;
+  if (agent->flow_) {
+    flowHooks.hub = &agent->flowHub_;
+    flowHooks.traffic = [self](const v1::GetTrafficRequest& r) { return self->traffic(r); };
+  }
   agent->service_ = std::make_unique<api::VigilService>(
-      agent->hub_, [self] { return self->status(); }, hooks);
+      agent->hub_, [self] { return self->status(); }, hooks, flowHooks);
   auto server = api::ApiServer::start(*unixEndpoint, tcpEndpoint, agent->service_.get());
   if (!server) return server.error();
   agent->server_ = std::move(server.value());
@@ -195,6 +223,7 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   agent->policyThread_ = std::thread([self] { self->policyLoop(); });
   agent->reader_->start();
   if (agent->xdpReader_) agent->xdpReader_->start();
+  if (agent->flowReader_) agent->flowReader_->start();
   for (const auto& p : agent->skel_->programs()) {
     log::info("attached " + p.name + " (" + p.type + "/" + p.attachTo + ", id " +
               std::to_string(p.id) + ")");
@@ -216,9 +245,11 @@ void Agent::stop() {
   policyWake_.notify_all();
   if (policyThread_.joinable()) policyThread_.join();
   hub_.close();  // ends following streams, so the server can shut down promptly
+  flowHub_.close();
   if (server_) server_->shutdown();
   if (reader_) reader_->stop();
   if (xdpReader_) xdpReader_->stop();
+  if (flowReader_) flowReader_->stop();
   {
     std::lock_guard lock(queueMutex_);
     stopping_ = true;
@@ -227,6 +258,11 @@ void Agent::stop() {
   if (processor_.joinable()) processor_.join();
   reader_.reset();
   xdpReader_.reset();
+  flowReader_.reset();
+  {
+    std::lock_guard lock(flowMutex_);
+    flow_.reset();  // closes its tcx, cgroup and tracepoint links; removes legacy tc filters
+  }
   skel_.reset();  // detaches every program, frees every map
   {
     std::lock_guard lock(xdpMutex_);
@@ -260,11 +296,14 @@ void Agent::processLoop() {
   std::deque<std::vector<uint8_t>> batch;
   auto nextLossCheck = std::chrono::steady_clock::now();
   auto nextRecalibration = nextLossCheck + kRecalibrateInterval;
+  const auto scanInterval = std::chrono::milliseconds(config_.flowScanIntervalMs);
+  auto nextScan = nextLossCheck + scanInterval;
   size_t malformedLogged = 0;
   for (;;) {
     {
       std::unique_lock lock(queueMutex_);
-      queueReady_.wait_for(lock, kLossCheckInterval, [&] { return stopping_ || !queue_.empty(); });
+      queueReady_.wait_for(lock, std::min<std::chrono::steady_clock::duration>(kLossCheckInterval, scanInterval),
+                           [&] { return stopping_ || !queue_.empty(); });
       if (stopping_ && queue_.empty()) break;
       batch.swap(queue_);
     }
@@ -272,6 +311,10 @@ void Agent::processLoop() {
       size_t type = typeIndex(events::peekType(raw));
       if (type == VIGIL_REC_XDP_DROP) {
         publishDrop(raw);
+        continue;
+      }
+      if (isFlowRecord(type)) {
+        publishFlow(raw);
         continue;
       }
       auto record = events::decode(raw);
@@ -308,6 +351,10 @@ void Agent::processLoop() {
     if (now >= nextLossCheck) {
       reportLosses();
       nextLossCheck = now + kLossCheckInterval;
+    }
+    if (flowTracker_ && now >= nextScan) {
+      scanFlows();
+      nextScan = std::chrono::steady_clock::now() + scanInterval;
     }
     if (now >= nextRecalibration) {
       tracker_->recalibrateClock();
@@ -402,7 +449,194 @@ void Agent::publishDrop(std::span<const uint8_t> raw) {
     return;
   }
   seen_[VIGIL_REC_XDP_DROP]++;
-  hub_.publish(std::move(ev.value()));
+  auto drop = std::make_shared<const v1::Event>(std::move(ev.value()));
+  if (flowTracker_) flowHub_.publish(events::FlowTracker::fromXdpDrop(*drop));
+  hub_.publish(std::move(drop));
+}
+
+void Agent::startFlows() {
+  if (!config_.flows) {
+    flowUnavailable_ = "disabled (--flow-interfaces none)";
+    log::info("flow tracking " + flowUnavailable_);
+    return;
+  }
+  bpf::FlowOptions o;
+  o.tableEntries = config_.flowTableSize;
+  o.ownerEntries = config_.socketTableSize;
+  o.cgroupEntries = config_.cgroupTableSize;
+  o.ringBufferBytes = config_.flowRingBytes;
+  o.dropSamples = config_.dropSamples;
+  o.cgroupRoot = cgroups_->mountPoint();
+  o.tcMode = config_.flowTcMode == "tcx"  ? bpf::TcMode::tcx
+             : config_.flowTcMode == "tc" ? bpf::TcMode::legacy
+                                          : bpf::TcMode::automatic;
+  auto dp = bpf::FlowDataPath::open(o);
+  if (!dp) {
+    // Process events and policies do not depend on it: run without, and say so.
+    flowUnavailable_ = dp.error().message();
+    log::warn("flow tracking unavailable: " + flowUnavailable_);
+    return;
+  }
+  for (const auto& h : dp.value()->hooks()) {
+    if (h.available) {
+      log::info("flows: " + h.name + ": " + h.detail);
+    } else {
+      log::warn("flows: " + h.name + " unavailable: " + h.detail);
+    }
+  }
+  if (auto names = bpf::dropReasonNames()) {
+    dropReasons_ = std::move(names.value());
+  } else {
+    log::warn("kernel drop reasons will be shown as numbers: " + names.error().message());
+  }
+  events::FlowTrackerOptions to;
+  to.nodeName = config_.nodeName;
+  struct stat netns{};
+  if (::stat((config_.procRoot + "/self/ns/net").c_str(), &netns) == 0)
+    to.netns = static_cast<uint32_t>(netns.st_ino);
+  to.updateInterval = std::chrono::seconds(config_.flowUpdateIntervalS);
+  to.idleTimeout = std::chrono::seconds(config_.flowIdleTimeoutS);
+  to.tcpIdleTimeout = std::chrono::seconds(config_.flowTcpIdleTimeoutS);
+  bpf::FlowDataPath* path = dp.value().get();
+  events::FlowContext ctx;
+  ctx.owner = [path](const vigil_sock_key& k) { return path->owner(k); };
+  ctx.interface = [this](uint32_t ifindex) { return interfaceName(ifindex); };
+  ctx.dropReason = [this](uint32_t reason) {
+    auto it = dropReasons_.find(reason);
+    return it == dropReasons_.end() ? std::string() : it->second;
+  };
+  ctx.describe = [this](v1::FlowEndpoint* e) {
+    if (const v1::Process* p = tracker_->table().find(e->pid())) {
+      e->set_binary(p->binary());
+      e->set_exec_id(p->exec_id());
+    }
+    e->set_cgroup_path(cgroups_->pathFor(e->cgroup_id(), e->pid()));
+  };
+  flowTracker_ = std::make_unique<events::FlowTracker>(to, events::Clock(), std::move(ctx));
+  std::lock_guard lock(flowMutex_);
+  flow_ = std::move(dp.value());
+  if (auto s = flow_->syncInterfaces(config_.flowInterfaces); !s)
+    log::warn("flow tracking: " + s.error().message());
+}
+
+void Agent::publishFlow(std::span<const uint8_t> raw) {
+  size_t type = typeIndex(events::peekType(raw));
+  auto ev = flowTracker_ ? flowTracker_->onRecord(raw)
+                         : Expected<EventPtr>(Error(ENOTSUP, "flow tracking is not running"));
+  if (!ev) {
+    malformed_[type]++;
+    log::warn(ev.error().message());
+    return;
+  }
+  seen_[type]++;
+  if (*ev) flowHub_.publish(std::move(ev.value()));
+}
+
+void Agent::scanFlows() {
+  const uint64_t start = events::Clock::monotonicNowNs();
+  Expected<std::vector<vigil_flow_entry>> entries = std::vector<vigil_flow_entry>{};
+  {
+    std::lock_guard lock(flowMutex_);
+    if (!flow_) return;
+    entries = flow_->readFlows();
+  }
+  if (!entries) {
+    log::warn("flow tracking: " + entries.error().message());
+    return;
+  }
+  auto result = flowTracker_->onScan(*entries, start, events::Clock::monotonicNowNs());
+  if (!result.expired.empty()) {
+    std::lock_guard lock(flowMutex_);
+    flow_->deleteFlows(result.expired);
+  }
+  for (auto& ev : result.events) flowHub_.publish(std::move(ev));
+  flowTableEntries_ = entries->size() - result.expired.size();
+  flowEvictions_ = flowTracker_->evictions();
+}
+
+v1::GetTrafficResponse Agent::traffic(const v1::GetTrafficRequest& request) const {
+  v1::GetTrafficResponse out;
+  std::vector<bpf::CgroupTrafficRow> rows;
+  {
+    std::lock_guard lock(flowMutex_);
+    if (!flow_ || !flow_->running("cgroup_traffic")) {
+      out.set_source("unavailable: " + (flow_ ? std::string("cgroup_skb programs not attached")
+                                              : flowUnavailable_));
+      return out;
+    }
+    out.set_source("cgroup_skb on " + cgroups_->mountPoint());
+    auto r = flow_->readTraffic();
+    if (!r) {
+      out.set_source("unavailable: " + r.error().message());
+      return out;
+    }
+    rows = std::move(r.value());
+  }
+  static constexpr const char* kProto[] = {"tcp", "udp", "icmp", "other"};
+  for (const auto& row : rows) {
+    std::string path = cgroups_->pathFor(row.cgroupId, 0);
+    if (!request.cgroup_prefix().empty() && path.rfind(request.cgroup_prefix(), 0) != 0) continue;
+    auto* t = out.add_rows();
+    t->set_cgroup_id(row.cgroupId);
+    t->set_cgroup_path(path);
+    t->set_protocol(row.proto < std::size(kProto) ? kProto[row.proto] : "other");
+    for (auto [dst, src] : {std::pair{t->mutable_ingress(), &row.in},
+                            std::pair{t->mutable_egress(), &row.out}}) {
+      dst->set_packets(src->packets);
+      dst->set_bytes(src->bytes);
+      dst->set_payload_bytes(src->payload);
+    }
+  }
+  return out;
+}
+
+void Agent::fillFlowStatus(v1::FlowStatus* out) const {
+  std::lock_guard lock(flowMutex_);
+  if (!flow_) {
+    out->set_state("unavailable: " + flowUnavailable_);
+    return;
+  }
+  out->set_state("tracking");
+  for (const auto& a : flow_->attachments()) {
+    auto* i = out->add_interfaces();
+    i->set_name(a.ifname);
+    i->set_ifindex(a.ifindex);
+    i->set_mode(a.mode);
+  }
+  out->set_flows_seen(flowHub_.published());
+  out->set_ring_size(flowHub_.ringSize());
+  out->set_ring_capacity(flowHub_.ringCapacity());
+  out->set_table_entries(flowTableEntries_);
+  out->set_table_capacity(flow_->tableCapacity());
+  out->set_table_evictions(flowEvictions_);
+  uint64_t lost = flowHub_.clientDropped();
+  for (size_t t : {VIGIL_REC_FLOW_NEW, VIGIL_REC_KERNEL_DROP})
+    lost += agentDropped_[t].load();
+  if (auto stats = flow_->readStats()) {
+    lost += stats.value()[VIGIL_FLOW_STAT_FLOW_RECORDS_LOST] +
+            stats.value()[VIGIL_FLOW_STAT_DROP_RECORDS_LOST];
+    for (size_t i = 0; i < stats->size(); i++) {
+      auto* k = out->add_stats();
+      k->set_name(bpf::FlowDataPath::statName(i));
+      k->set_value(stats.value()[i]);
+    }
+  }
+  out->set_flows_lost(lost);
+  if (auto drops = flow_->readDropCounts()) {
+    for (size_t r = 0; r < drops->size(); r++) {
+      if (drops.value()[r] == 0) continue;
+      auto* d = out->add_drops();
+      auto it = dropReasons_.find(static_cast<uint32_t>(r));
+      d->set_reason(it != dropReasons_.end() ? it->second : "reason " + std::to_string(r));
+      d->set_packets(drops.value()[r]);
+    }
+  }
+  for (const auto& h : flow_->hooks()) {
+    if (h.name == "socket_attribution")
+      out->set_attribution(h.available ? h.detail : "unavailable: " + h.detail);
+    if (h.name == "cgroup_traffic")
+      out->set_cgroup_accounting(h.available ? h.detail : "unavailable: " + h.detail);
+  }
 }
 
 void Agent::policyLoop() {
@@ -411,6 +645,7 @@ void Agent::policyLoop() {
   std::map<std::string, std::string> logged;
   for (const auto& p : policies_->list()) logged[p.name] = p.error;
   std::string refreshError;
+  std::string flowSyncError;
   auto logChanges = [&] {
     std::map<std::string, std::string> now;
     for (const auto& p : policies_->list()) {
@@ -433,6 +668,18 @@ void Agent::policyLoop() {
       if (policyWake_.wait_for(lock, interval, [&] { return policyStop_; })) return;
     }
     policies_->syncDirectory(config_.policyDir);
+    {
+      // Flow tracking follows interfaces as they come and go (pod veths).
+      std::lock_guard lock(flowMutex_);
+      if (flow_) {
+        auto s = flow_->syncInterfaces(config_.flowInterfaces);
+        std::string error = s ? "" : s.error().message();
+        if (error != flowSyncError) {
+          if (!error.empty()) log::warn("flow tracking: " + error);
+          flowSyncError = error;
+        }
+      }
+    }
     // A replaced binary (package upgrade: new inode) is looked up again about once a second.
     if (tick % 2 == 0) policies_->refreshIdentities();
     logChanges();
@@ -474,6 +721,13 @@ std::array<uint64_t, Agent::kTypes> Agent::kernelLosses() const {
     if (auto stats = xdp_->readStats())
       lost[VIGIL_REC_XDP_DROP] = stats.value()[VIGIL_XDP_STAT_RECORDS_LOST];
   }
+  std::lock_guard flowLock(flowMutex_);
+  if (flow_) {
+    if (auto stats = flow_->readStats()) {
+      lost[VIGIL_REC_FLOW_NEW] = stats.value()[VIGIL_FLOW_STAT_FLOW_RECORDS_LOST];
+      lost[VIGIL_REC_KERNEL_DROP] = stats.value()[VIGIL_FLOW_STAT_DROP_RECORDS_LOST];
+    }
+  }
   return lost;
 }
 
@@ -497,7 +751,7 @@ void Agent::reportLosses() {
                 source +
                 (std::string(source) == "kernel" ? " (ring buffer full)" : " (queue full)"));
       *reported = total;
-      hub_.publish(std::move(ev));
+      (isFlowRecord(t) ? flowHub_ : hub_).publish(std::move(ev));
     }
   }
 }
@@ -509,21 +763,33 @@ v1::GetStatusResponse Agent::status() const {
   utsname u{};
   if (uname(&u) == 0) s.set_kernel(std::string(u.sysname) + " " + u.release + " " + u.machine);
   *s.mutable_uptime() = toDuration(std::chrono::steady_clock::now() - started_);
-  for (const auto& c : capabilities_) {
+  auto addCapability = [&](const bpf::Capability& c, bool inUse) {
     auto* cap = s.add_capabilities();
     cap->set_name(c.name);
     cap->set_available(c.available);
     cap->set_detail(c.detail);
-    cap->set_in_use(c.name == "tp_btf" || c.name == "ring_buffer" || c.name == "btf" ||
-                    c.name == "cgroup_v2" || (c.name == "xdp" && xdp_ != nullptr));
-  }
-  if (skel_) {
-    for (const auto& p : skel_->programs()) {
+    cap->set_in_use(inUse);
+  };
+  auto addPrograms = [&](const std::vector<bpf::ProgramInfo>& programs) {
+    for (const auto& p : programs) {
       auto* prog = s.add_programs();
       prog->set_name(p.name);
       prog->set_type(p.type);
       prog->set_attach_to(p.attachTo);
       prog->set_id(p.id);
+    }
+  };
+  for (const auto& c : capabilities_) {
+    addCapability(c, c.name == "tp_btf" || c.name == "ring_buffer" || c.name == "btf" ||
+                         c.name == "cgroup_v2" || (c.name == "xdp" && xdp_ != nullptr) ||
+                         (c.name == "tc" && flow_ != nullptr));
+  }
+  if (skel_) addPrograms(skel_->programs());
+  {
+    std::lock_guard lock(flowMutex_);
+    if (flow_) {
+      for (const auto& h : flow_->hooks()) addCapability(h, h.available);
+      addPrograms(flow_->programs());
     }
   }
   std::vector<uint64_t> stats;
@@ -562,6 +828,7 @@ v1::GetStatusResponse Agent::status() const {
   s.set_process_table_evictions(tableEvictions_);
   s.set_api_address(apiDescription_);
   fillXdpStatus(s.mutable_xdp());
+  fillFlowStatus(s.mutable_flows());
   return s;
 }
 

@@ -17,11 +17,13 @@
 #include <vector>
 
 #include "bpf/feature_probe.hpp"
+#include "bpf/flow_datapath.hpp"
 #include "bpf/ring_reader.hpp"
 #include "bpf/skeleton.hpp"
 #include "bpf/xdp_datapath.hpp"
 #include "common/error.hpp"
 #include "events/cgroups.hpp"
+#include "events/flow_tracker.hpp"
 #include "events/process_tracker.hpp"
 #include "export/api_server.hpp"
 #include "export/grpc_service.hpp"
@@ -44,6 +46,9 @@ class Agent {
 
   v1::GetStatusResponse status() const;
   EventHub& hub() { return hub_; }
+  EventHub& flowHub() { return flowHub_; }
+  // Per-cgroup network counters (GetTraffic).
+  v1::GetTrafficResponse traffic(const v1::GetTrafficRequest& request) const;
   policy::PolicyStore& policies() { return *policies_; }
   // Kernel hit counter of every rule slot.
   std::vector<uint64_t> ruleHits() const;
@@ -65,6 +70,10 @@ class Agent {
   void publishDrop(std::span<const uint8_t> raw);
   std::string interfaceName(uint32_t ifindex);  // decoder thread
   void fillXdpStatus(v1::XdpStatus* out) const;
+  void startFlows();
+  void publishFlow(std::span<const uint8_t> raw);
+  void scanFlows();  // decoder thread
+  void fillFlowStatus(v1::FlowStatus* out) const;
 
   // Per record type (enum vigil_record_type), index 0 for types this agent does not know.
   static constexpr size_t kTypes = VIGIL_REC_TYPES;
@@ -91,6 +100,16 @@ class Agent {
   bool xdpHold_ = false;  // guarded by xdpMutex_
   std::unique_ptr<bpf::RingReader> xdpReader_;
   std::map<uint32_t, std::string> ifnames_;  // decoder thread only
+  // Network flows; null where this kernel cannot run them (flowUnavailable_ says why).
+  mutable std::mutex flowMutex_;
+  std::unique_ptr<bpf::FlowDataPath> flow_;  // guarded by flowMutex_ (the pointer is set once)
+  std::string flowUnavailable_;
+  std::unique_ptr<bpf::RingReader> flowReader_;
+  std::unique_ptr<events::FlowTracker> flowTracker_;  // decoder thread only, after start
+  std::map<uint32_t, std::string> dropReasons_;       // set once at start
+  EventHub flowHub_;
+  std::atomic<uint64_t> flowTableEntries_{0};
+  std::atomic<uint64_t> flowEvictions_{0};
   std::string enforcement_;
   std::thread policyThread_;
   std::mutex policyMutex_;

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace vigil::server {
 
@@ -30,6 +31,22 @@ struct AgentConfig {
   uint32_t xdpDropSamples = 100;       // drop records per rule per second
   uint32_t xdpRingBytes = 1u << 20;    // drop-record ring buffer
   uint32_t xdpRateBuckets = 65536;     // rate-limit buckets (sources x rules), LRU
+
+  // Network flows: tc programs on these interfaces (empty: every non-loopback interface,
+  // following interfaces as they come and go), per-cgroup counters, kernel drops.
+  bool flows = true;
+  std::vector<std::string> flowInterfaces;
+  std::string flowTcMode = "auto";        // auto | tcx | tc
+  uint32_t flowTableSize = 65536;         // kernel flow table (LRU)
+  uint32_t socketTableSize = 65536;       // socket owners (LRU)
+  uint32_t cgroupTableSize = 16384;       // (cgroup, protocol) counters (LRU)
+  uint32_t flowRingBytes = 4u << 20;      // new-flow and drop records
+  size_t flowEventRingSize = 16384;       // recent flow events kept for `vigil observe`
+  uint32_t flowUpdateIntervalS = 30;      // FLOW_UPDATE for flows still active
+  uint32_t flowIdleTimeoutS = 60;         // UDP/ICMP flows end after this long without packets
+  uint32_t flowTcpIdleTimeoutS = 600;     // TCP flows without FIN/RST
+  uint32_t flowScanIntervalMs = 1000;     // how often the agent reads the flow table
+  uint32_t dropSamples = 100;             // kernel drop records per reason per second
 };
 
 }  // namespace vigil::server

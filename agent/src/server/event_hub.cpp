@@ -4,8 +4,8 @@
 
 namespace vigil::server {
 
-Subscription::Subscription(events::EventFilter filter, size_t capacity)
-    : filter_(std::move(filter)), capacity_(capacity == 0 ? 1 : capacity) {}
+Subscription::Subscription(std::shared_ptr<const events::EventMatcher> matcher, size_t capacity)
+    : matcher_(std::move(matcher)), capacity_(capacity == 0 ? 1 : capacity) {}
 
 EventPtr Subscription::lostRecord(uint64_t count) const {
   auto ev = std::make_shared<v1::Event>();
@@ -17,7 +17,7 @@ EventPtr Subscription::lostRecord(uint64_t count) const {
 }
 
 uint64_t Subscription::offer(const EventPtr& event) {
-  if (!filter_.matches(*event)) return 0;
+  if (!matcher_->matches(*event)) return 0;
   std::lock_guard lock(mutex_);
   if (closed_) return 0;
   // Report an earlier gap before the first event after it, so that order is kept.
@@ -84,27 +84,35 @@ void EventHub::publish(EventPtr ev) {
   for (auto& sub : subs_) clientDropped_ += sub->offer(ev);
 }
 
-std::vector<EventPtr> EventHub::historyLocked(const events::EventFilter& filter,
-                                              uint32_t last) const {
+std::vector<EventPtr> EventHub::historyLocked(const events::EventMatcher& matcher, uint32_t last,
+                                              uint32_t first) const {
   std::vector<EventPtr> out;
+  if (last == 0 && first > 0) {
+    for (auto it = ring_.begin(); it != ring_.end() && out.size() < first; ++it) {
+      if (matcher.matches(**it)) out.push_back(*it);
+    }
+    return out;
+  }
   for (auto it = ring_.rbegin(); it != ring_.rend(); ++it) {
     if (last > 0 && out.size() >= last) break;
-    if (filter.matches(**it)) out.push_back(*it);
+    if (matcher.matches(**it)) out.push_back(*it);
   }
   std::reverse(out.begin(), out.end());
   return out;
 }
 
-std::vector<EventPtr> EventHub::history(const events::EventFilter& filter, uint32_t last) const {
+std::vector<EventPtr> EventHub::history(const events::EventMatcher& matcher, uint32_t last,
+                                        uint32_t first) const {
   std::lock_guard lock(mutex_);
-  return historyLocked(filter, last);
+  return historyLocked(matcher, last, first);
 }
 
-std::shared_ptr<Subscription> EventHub::subscribe(events::EventFilter filter, bool includeHistory,
-                                                  uint32_t last, std::vector<EventPtr>* history) {
+std::shared_ptr<Subscription> EventHub::subscribe(
+    std::shared_ptr<const events::EventMatcher> matcher, bool includeHistory, uint32_t last,
+    std::vector<EventPtr>* history) {
   std::lock_guard lock(mutex_);
-  if (includeHistory && history) *history = historyLocked(filter, last);
-  auto sub = std::make_shared<Subscription>(std::move(filter), clientQueueCapacity_);
+  if (includeHistory && history) *history = historyLocked(*matcher, last, 0);
+  auto sub = std::make_shared<Subscription>(std::move(matcher), clientQueueCapacity_);
   if (closed_) {
     sub->close();
   } else {

@@ -1,10 +1,13 @@
 #pragma once
 
 // Fan-out of decoded events: a bounded ring of recent events (for --last) and one bounded
-// queue per following client. publish() never blocks on a client: when a client's queue is
-// full its events are counted as dropped, and the client receives a LostEvent in their place.
+// queue per following client. The agent has one hub per stream (process events, flows); which
+// events a client gets is up to the events::EventMatcher it brings. publish() never blocks on a
+// client: when a client's queue is full its events are counted as dropped, and the client receives
+// a LostEvent in their place.
 
 #include <chrono>
+#include <concepts>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -13,8 +16,8 @@
 #include <optional>
 #include <vector>
 
+#include "events/event_matcher.hpp"
 #include "events/event_ptr.hpp"
-#include "events/filter.hpp"
 #include "vigil/v1/vigil.pb.h"
 
 namespace vigil::server {
@@ -23,7 +26,7 @@ using events::EventPtr;
 
 class Subscription {
  public:
-  Subscription(events::EventFilter filter, size_t capacity);
+  Subscription(std::shared_ptr<const events::EventMatcher> matcher, size_t capacity);
 
   // The next event, waiting up to timeout. Nothing on timeout or once the hub is closed.
   std::optional<EventPtr> next(std::chrono::milliseconds timeout);
@@ -39,7 +42,7 @@ class Subscription {
   void close();
   EventPtr lostRecord(uint64_t count) const;
 
-  const events::EventFilter filter_;
+  const std::shared_ptr<const events::EventMatcher> matcher_;
   const size_t capacity_;
   mutable std::mutex mutex_;
   std::condition_variable ready_;
@@ -56,13 +59,23 @@ class EventHub {
   void publish(EventPtr event);
   void publish(v1::Event event);
 
-  // The retained events that match, oldest first: all of them, or the newest `last`.
-  std::vector<EventPtr> history(const events::EventFilter& filter, uint32_t last) const;
+  // The retained events that match, oldest first: all of them, the newest `last`, or the
+  // oldest `first` (`last` wins when both are set).
+  std::vector<EventPtr> history(const events::EventMatcher& matcher, uint32_t last,
+                                uint32_t first = 0) const;
 
-  // Registers a following client. History and subscription are taken under one lock, so that
-  // the client sees no gap and no duplicate between them. includeHistory=false skips it.
-  std::shared_ptr<Subscription> subscribe(events::EventFilter filter, bool includeHistory,
-                                          uint32_t last, std::vector<EventPtr>* history);
+  // Registers a following client. History (as history(matcher, last)) and subscription are
+  // taken under one lock, so that the client sees no gap and no duplicate between them.
+  // includeHistory=false skips it.
+  std::shared_ptr<Subscription> subscribe(std::shared_ptr<const events::EventMatcher> matcher,
+                                          bool includeHistory, uint32_t last,
+                                          std::vector<EventPtr>* history);
+  template <std::derived_from<events::EventMatcher> Matcher>
+  std::shared_ptr<Subscription> subscribe(Matcher matcher, bool includeHistory, uint32_t last,
+                                          std::vector<EventPtr>* history) {
+    return subscribe(std::make_shared<const Matcher>(std::move(matcher)), includeHistory, last,
+                     history);
+  }
   void unsubscribe(const std::shared_ptr<Subscription>& sub);
 
   // Wakes and ends every subscription; later subscriptions start closed.
@@ -75,7 +88,8 @@ class EventHub {
   uint64_t published() const;
 
  private:
-  std::vector<EventPtr> historyLocked(const events::EventFilter& filter, uint32_t last) const;
+  std::vector<EventPtr> historyLocked(const events::EventMatcher& matcher, uint32_t last,
+                                      uint32_t first) const;
 
   const size_t ringCapacity_;
   const size_t clientQueueCapacity_;

@@ -36,6 +36,10 @@ enum vigil_record_type {
 	VIGIL_REC_DENIED = 4,
 	/* A sampled XDP drop (vigil_xdp_drop_record in xdp.h), in the vigil_xdp_ring buffer. */
 	VIGIL_REC_XDP_DROP = 5,
+	/* A new network flow (vigil_flow_new_record in flow.h), in the vigil_flow_ring buffer. */
+	VIGIL_REC_FLOW_NEW = 6,
+	/* A sampled packet the kernel dropped (vigil_drop_record in flow.h), same buffer. */
+	VIGIL_REC_KERNEL_DROP = 7,
 	VIGIL_REC_TYPES, /* one past the last */
 };
 
