@@ -397,12 +397,15 @@ def cmd_cost_record(workload, rnd, iperf, progs_b, progs_a, net_b, net_a, busy, 
     rec["veth"] = {k: v - nb.get(k, 0) for k, v in na.items()}
     pb, pa = json.loads(progs_b or "{}"), json.loads(progs_a or "{}")
     rec["progs"] = []
-    for pid, a in sorted(pa.items(), key=lambda kv: kv[1]["name"]):
-        b = pb.get(pid, {})
+    for prog_id, a in sorted(pa.items(), key=lambda kv: kv[1]["name"]):
+        b = pb.get(prog_id, {})
         cnt, ns = a["run_cnt"] - b.get("run_cnt", 0), a["run_time_ns"] - b.get("run_time_ns", 0)
         rec["progs"].append({"name": a["name"], "type": a.get("type"), "run_cnt": cnt, "run_time_ns": ns,
                              "avg_ns": round(ns / cnt, 1) if cnt else None})
     rec["total_run_time_ns"] = sum(p["run_time_ns"] for p in rec["progs"])
+    if not rec.get("error") and not rec["total_run_time_ns"]:
+        rec["error"] = ("no run time counted (statistics off?)" if pa else
+                        "no flow programs of the agent found by `bpftool prog show`")
     rec["stats_on_after"] = stats_on == "1"
     rec["busy_before_pct"] = int(busy) if busy else None
     print(json.dumps(rec))
@@ -415,7 +418,7 @@ def cmd_cost_brief():
     what = "packet" if r["workload"] == "udp" else "GSO packet"
     per = f"{r['total_run_time_ns'] / n:,.0f} ns of BPF per {what}" if n else "nothing sent"
     print(f"{per} ({len(r['progs'])} programs, {r['total_run_time_ns'] / 1e6:,.1f} ms in all)"
-          + ("" if r.get("error") is None else f"; iperf3 error: {r['error']}"))
+          + ("" if r.get("error") is None else f"; error: {r['error']}"))
 
 
 def cmd_cpu(pid):
@@ -848,6 +851,7 @@ cost_run() { # workload round
 }
 
 STATS_BEFORE=$(cat "$STATS_SYSCTL" 2>/dev/null)
+COST_START=$EPOCHREALTIME
 if [[ -z "$COST_SKIP" ]]; then
   if [[ "$STATS_BEFORE" != 1 ]]; then
     STATS_RESTORE=$STATS_BEFORE
@@ -870,6 +874,7 @@ if [[ -z "$COST_SKIP" ]]; then
   teardown_config
 fi
 restore_bpf_stats
+COST_DURATION=$("$PYTHON" -c "print(round(${EPOCHREALTIME/,/.} - ${COST_START/,/.}))")
 [[ -n "$COST_SKIP" ]] && log "cost: $COST_SKIP"
 
 # ---------------------------------------------------------------------------------------------
@@ -898,6 +903,7 @@ cat >"$WORK/meta.json" <<EOF
   "nft_rule": "table inet $NFT_TABLE: output and input chains (priority 0), socket cgroupv2 level $CG_LEVEL \"$NFT_CGROUP\" counter",
   "vigil_agent": "${VIGIL_CMD:-}",
   "cost_agent": "${COST_CMD:-}", "cost_rounds": $COST_ROUNDS, "cost_seconds": $COST_SECONDS,
+  "cost_duration_seconds": $COST_DURATION,
   "bpf_stats_enabled_before": "$STATS_BEFORE", "bpf_stats_enabled_after": "$(cat "$STATS_SYSCTL" 2>/dev/null)",
   "srso": "$(cat /sys/devices/system/cpu/vulnerabilities/spec_rstack_overflow 2>/dev/null)",
   "quiet_pct": $QUIET_PCT, "quiet_max": $QUIET_MAX, "quiet_budget": $QUIET_BUDGET, "quiet_spent": $QUIET_SPENT,
@@ -1247,16 +1253,19 @@ if cost_skip or not cost:
     w_(f"{cost_skip or 'not measured: no successful run'}{'; ' + '; '.join(cost_errors) if cost_errors else ''}.")
     w_("")
 else:
-    w_(f"`{meta['cost_agent']}` with `kernel.bpf_stats_enabled=1` (it was {meta['bpf_stats_enabled_before']}, and is "
-       f"{meta['bpf_stats_enabled_after']} again). {meta['cost_rounds']} rounds, each one `-t {meta['cost_seconds']}` run of "
-       f"every workload, as in the throughput part; per program the deltas of `run_cnt` and `run_time_ns` over each run "
-       "(`bpftool prog show`, the programs the agent holds), medians over the rounds.")
+    w_(f"`{meta['cost_agent']}` with `kernel.bpf_stats_enabled=1` (before the part: "
+       f"{meta['bpf_stats_enabled_before']}; after: {meta['bpf_stats_enabled_after']}). {meta['cost_rounds']} rounds, each one `-t {meta['cost_seconds']}` run of "
+       f"every workload, as in the throughput part ({meta['cost_duration_seconds']} s in all, with the agent's start); per "
+       "program the deltas of `run_cnt` and `run_time_ns` over each run (`bpftool prog show`, the programs the agent "
+       "holds), medians over the rounds.")
     w_("")
     w_(f"These figures are CPU time spent inside the programs, their helper calls included, in the context of the "
        f"packet or the socket call; the agent's user-space work comes on top. On this host the kernel reports SRSO "
        f"(AMD Speculative Return Stack Overflow) as \"{meta['srso'] or 'unknown'}\": with its mitigation on, every call "
        "and return, so every helper call, costs far more than on an unmitigated machine, and the programs' cost is "
-       "mostly their helper calls. Unlike throughput, ns per run hardly moves with other load on the machine.")
+       "mostly their helper calls. ns per run moves much less with other load on the machine than throughput does, "
+       "though not nothing: other work evicts the programs' maps from the caches, and time the hypervisor takes "
+       "away in the middle of a run counts in it (see how busy the machine was, under each table).")
     w_("")
     for c in cost:
         if c["workload"] == "udp":
@@ -1273,7 +1282,7 @@ else:
                f"({fmt(c['ns_per_kib']['min'], 1)} - {fmt(c['ns_per_kib']['max'], 1)}).")
         w_("")
         u = c["unit"]
-        w_(f"| Program | Type | Runs per run | Runs per {u} | ns per run | min - max | ns per {u} |")
+        w_(f"| Program | Type | Runs in one iperf3 run | Runs per {u} | ns per run | min - max | ns per {u} |")
         w_("|---|---|---:|---:|---:|---:|---:|")
         for p in c["programs"]:
             a = p["avg_ns"]

@@ -472,11 +472,22 @@ static __always_inline void flow__drop_headers(struct sk_buff *skb, struct vigil
 	} else {
 		if ((buf[0] >> 4) != 6)
 			return;
-		r->proto = buf[6]; /* extension headers are not walked here */
 		__builtin_memcpy(r->saddr, &buf[8], 16);
 		__builtin_memcpy(r->daddr, &buf[24], 16);
 		r->flags = VIGIL_DROP_F_IP;
+		__u8 nexthdr = buf[6];
 		l4_off = nh + 40;
+		/* Hop-by-hop (MLD), routing and destination options: two deep at most. */
+		for (int i = 0; i < 2; i++) {
+			if (nexthdr != 0 && nexthdr != 43 && nexthdr != 60)
+				break;
+			__u8 ext[2];
+			if (bpf_probe_read_kernel(ext, sizeof(ext), head + l4_off))
+				return;
+			nexthdr = ext[0];
+			l4_off += ((__u32)ext[1] + 1) * 8;
+		}
+		r->proto = nexthdr;
 	}
 	/* Prefer the kernel's own transport offset when it has set one. */
 	if (th != 0xffff && th > nh)
@@ -542,10 +553,18 @@ int BPF_PROG(vigil_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop
 	r->hdr.ktime_ns = now;
 	r->reason = reason;
 	r->len = skb->len;
+	/* The device, else the one it came in on, in the namespace of the socket it reached
+	 * (0 when neither tells: the agent does not name such an index). */
 	struct net_device *dev = skb->dev;
-	r->ifindex = dev ? dev->ifindex : skb->skb_iif;
-	if (dev)
+	struct sock *sk = skb->sk;
+	if (dev) {
+		r->ifindex = dev->ifindex;
 		r->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	} else {
+		r->ifindex = skb->skb_iif;
+		if (sk)
+			r->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	}
 	r->location = (__u64)location;
 	r->suppressed = s->suppressed;
 	s->suppressed = 0;

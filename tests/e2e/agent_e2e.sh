@@ -9,6 +9,8 @@ set -euo pipefail
 BUILD=${1:?usage: agent_e2e.sh BUILD_DIR}
 AGENT=$BUILD/agent/vigil-agent
 VIGIL=$BUILD/cli/vigil
+# shellcheck source=tests/e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 if [ "$(id -u)" != 0 ]; then
   echo "SKIP: needs root to load BPF programs"
@@ -16,11 +18,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Runs that died without their cleanup (their pid is gone): unmount their bpffs, remove them.
-for old in /tmp/vigil-e2e-*; do
-  [ -d "$old" ] || continue
-  pid=${old#/tmp/vigil-e2e-}
-  pid=${pid%%.*}
-  kill -0 "$pid" 2>/dev/null && continue
+stale_runs vigil-e2e | while read -r _ old; do
   umount -l "$old/bpffs" 2>/dev/null || true
   rm -rf "$old"
 done
@@ -48,14 +46,6 @@ trap cleanup EXIT
 mkdir "$tmp/bpffs"
 mount -t bpf bpf "$tmp/bpffs"
 
-fail() {
-  echo "FAIL: $*" >&2
-  echo "--- agent log ---" >&2
-  tail -n 30 "$tmp/agent.log" >&2 || true
-  exit 1
-}
-
-vigil() { "$VIGIL" --server "unix://$sock" "$@"; }
 
 start_agent() {
   "$AGENT" --api "unix://$sock" --policy-dir "$tmp/policies" --pin-dir "$pins" --node-name e2e "$@" >"$tmp/agent.log" 2>&1 &

@@ -10,16 +10,19 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
 #include "bpf/flow_datapath.hpp"
 #include "common/mountinfo.hpp"
+#include "support/bpffs.hpp"
 #include "support/netns.hpp"
 #include "support/traffic.hpp"
 #include "test_agent.hpp"
@@ -32,11 +35,21 @@ using testing::VethPair;
 
 // A cgroup of the test's own under the cgroup v2 root, removed with it.
 class TestCgroup {
+  static constexpr const char* kPrefix = "vigil-flow-test-";
+
  public:
   TestCgroup() {
     auto mount = findCgroup2Mount("/proc/self/mountinfo");
     if (!mount) throw testing::SupportError("no cgroup2 mount");
-    rel_ = "/vigil-flow-test-" + std::to_string(getpid());
+    // Cgroups of runs that crashed before their cleanup (their pid is gone).
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(*mount, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind(kPrefix, 0) != 0) continue;
+      if (!std::filesystem::exists("/proc/" + name.substr(std::strlen(kPrefix))))
+        ::rmdir(e.path().c_str());
+    }
+    rel_ = "/" + std::string(kPrefix) + std::to_string(getpid());
     path_ = *mount + rel_;
     if (::mkdir(path_.c_str(), 0755) != 0 && errno != EEXIST)
       throw testing::SupportError(testing::errnoMessage("mkdir " + path_, errno));
@@ -538,6 +551,9 @@ TEST_F(FlowTest, LegacyTcFiltersTrackAndAreRemoved) {
   // Program names are cut to 15 characters.
   EXPECT_NE(filters("ingress").find("vigil_flow_ingr"), std::string::npos) << filters("ingress");
   EXPECT_NE(filters("egress").find("vigil_flow_egre"), std::string::npos) << filters("egress");
+  // --cleanup leaves a running agent's filters alone.
+  EXPECT_EQ(*bpf::FlowDataPath::cleanup(), 0u);
+  EXPECT_NE(filters("ingress").find("vigil_flow_ingr"), std::string::npos) << filters("ingress");
 
   testing::UdpSink sink(veth().hostV4());
   const int fd = testing::socketIn(veth().nsName(), AF_INET, SOCK_DGRAM, 0);
@@ -563,16 +579,63 @@ TEST_F(FlowTest, LegacyTcFiltersTrackAndAreRemoved) {
   EXPECT_EQ(qdisc.find("clsact"), std::string::npos) << qdisc;
 }
 
-// What `vigil-agent --cleanup` does for the clsact filters of an agent that did not stop.
-TEST_F(FlowTest, CleanupRemovesLeftoverLegacyFilters) {
-  auto dp = legacyFlows(veth().hostIf());
-  ASSERT_TRUE(dp) << dp.error().message();
-  auto removed = bpf::FlowDataPath::cleanup();
-  ASSERT_TRUE(removed) << removed.error().message();
-  EXPECT_EQ(*removed, 2u);  // ingress and egress
-  auto out = testing::runCommand({"tc", "filter", "show", "dev", veth().hostIf(), "ingress"}).out;
-  EXPECT_EQ(out.find("vigil_flow"), std::string::npos) << out;
-  EXPECT_EQ(*bpf::FlowDataPath::cleanup(), 0u);
+// An agent on a kernel without tcx, SIGKILLed: its clsact filters stay (nothing closes
+// them), and `vigil-agent --cleanup` removes them. Legacy mode is forced with --flow-tc-mode.
+TEST_F(FlowTest, CleanupRemovesTheFiltersOfAKilledAgent) {
+  auto bpffs = testing::PrivateBpffs::create();
+  const std::string pins = bpffs->path() + "/vigil";
+  char tmpl[] = "/tmp/vigil-flow-killed-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  struct RemoveDir {
+    std::string dir;
+    ~RemoveDir() { std::filesystem::remove_all(dir); }
+  } removeDir{dir};
+  const std::vector<std::string> args = {VIGIL_AGENT_BIN,
+                                         "--api",
+                                         "unix://" + dir + "/killed.sock",
+                                         "--policy-dir",
+                                         dir + "/policies",
+                                         "--pin-dir",
+                                         pins,
+                                         "--flow-tc-mode",
+                                         "tc",
+                                         "--flow-interfaces",
+                                         veth().hostIf(),
+                                         "--log-level",
+                                         "warn"};
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  ASSERT_GT(pid, 0);
+  auto filters = [&] {
+    return testing::runCommand({"tc", "filter", "show", "dev", veth().hostIf(), "ingress"}).out +
+           testing::runCommand({"tc", "filter", "show", "dev", veth().hostIf(), "egress"}).out;
+  };
+  auto count = [&] {
+    std::string out = filters();
+    size_t n = 0;
+    for (size_t at = out.find("vigil_flow_"); at != std::string::npos;
+         at = out.find("vigil_flow_", at + 1))
+      n++;
+    return n;
+  };
+  // "name vigil_flow_ingr" and "vigil_flow_ingr:[id]": two mentions per filter.
+  bool attached = testing::waitUntil([&] { return count() == 4; }, 10s, 50ms);
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  ASSERT_TRUE(attached) << filters();
+  EXPECT_EQ(count(), 4u) << "the filters went with the agent: " << filters();
+  auto cleanup = testing::runCommand({VIGIL_AGENT_BIN, "--cleanup", "--pin-dir", pins});
+  EXPECT_EQ(cleanup.status, 0) << cleanup.err;
+  EXPECT_NE(cleanup.err.find("removed 2 flow tc filter"), std::string::npos) << cleanup.err;
+  EXPECT_EQ(cleanup.err.find("libbpf"), std::string::npos) << cleanup.err;
+  EXPECT_EQ(count(), 0u) << filters();
 }
 
 // An agent with the default interface set: every interface but loopback, following new ones.

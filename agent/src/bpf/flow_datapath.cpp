@@ -434,10 +434,23 @@ Expected<std::vector<uint64_t>> FlowDataPath::readDropCounts() const {
   return sumPerCpu(impl_->skel->maps.vigil_drop_counts, VIGIL_DROP_REASONS, "drop counters");
 }
 
-std::vector<ProgramInfo> FlowDataPath::programs() const { return programsOf(impl_->skel->obj); }
+std::vector<ProgramInfo> FlowDataPath::programs() const {
+  auto out = programsOf(impl_->skel->obj);
+  for (auto& p : out) {  // section "tc" names no hook: say which
+    if (p.name == "vigil_flow_ingress") p.attachTo = "ingress";
+    if (p.name == "vigil_flow_egress") p.attachTo = "egress";
+  }
+  return out;
+}
 
 Expected<size_t> FlowDataPath::cleanup() {
   size_t removed = 0;
+  // Most interfaces have no clsact qdisc: libbpf would warn about each query.
+  libbpf_print_fn_t print = libbpf_set_print(nullptr);
+  struct Restore {
+    libbpf_print_fn_t print;
+    ~Restore() { libbpf_set_print(print); }
+  } restore{print};
   for (const auto& [name, ifindex] : nonLoopbackInterfaces()) {
     for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
       LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = point);
@@ -448,6 +461,8 @@ Expected<size_t> FlowDataPath::cleanup() {
       uint32_t len = sizeof info;
       if (prog.get() < 0 || bpf_obj_get_info_by_fd(prog.get(), &info, &len) != 0) continue;
       if (std::string(info.name).rfind("vigil_flow_", 0) != 0) continue;  // not ours
+      prog.reset();  // (or this process would be its holder)
+      if (!programHolder(query.prog_id).empty()) continue;  // a running agent's
       LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
       if (int err = bpf_tc_detach(&hook, &opts))
         return Error(err, "remove the flow tc filter from " + name);

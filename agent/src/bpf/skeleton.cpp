@@ -9,6 +9,8 @@
 #include <cstring>
 #include <functional>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 
 #include <vigil/policy.h>
 #include <vigil/stats.h>
@@ -260,6 +262,28 @@ Expected<std::vector<uint64_t>> sumPerCpu(bpf_map* map, uint32_t entries, const 
 }
 
 std::vector<ProgramInfo> Skeleton::programs() const { return programsOf(skel_->obj); }
+
+std::string programHolder(uint32_t progId) {
+  const std::string needle = "prog_id:\t" + std::to_string(progId);
+  std::error_code ec;
+  for (const auto& proc : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = proc.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::error_code fdError;
+    for (const auto& fd : std::filesystem::directory_iterator(proc.path() / "fdinfo", fdError)) {
+      std::ifstream in(fd.path());
+      std::string line;
+      while (std::getline(in, line)) {
+        if (line != needle) continue;
+        std::string comm;
+        std::ifstream c(proc.path() / "comm");
+        std::getline(c, comm);
+        return "pid " + pid + " (" + comm + ")";
+      }
+    }
+  }
+  return {};
+}
 
 std::vector<ProgramInfo> programsOf(bpf_object* obj) {
   std::vector<ProgramInfo> out;

@@ -71,6 +71,10 @@ std::vector<ProgramInfo> programsOf(bpf_object* obj);
 // entries consecutive u64 per-CPU counters (keys 0..entries-1 of a per-CPU array), summed.
 Expected<std::vector<uint64_t>> sumPerCpu(bpf_map* map, uint32_t entries, const char* what);
 
+// Which process holds a BPF program (or a link to it), from /proc/*/fdinfo:
+// "pid 812 (xdp-loader)", or empty when no process does.
+std::string programHolder(uint32_t progId);
+
 // Name of stat id i ("exec_lost_ringbuf_full", ...), from the shared ABI header.
 const char* statName(size_t id);
 size_t statCount();

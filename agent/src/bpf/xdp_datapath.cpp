@@ -18,6 +18,7 @@
 #include <fstream>
 #include <set>
 
+#include "bpf/skeleton.hpp"
 #include "common/interfaces.hpp"
 #include "common/log.hpp"
 #include "common/unique_fd.hpp"
@@ -72,29 +73,6 @@ std::vector<std::string> listDir(const std::string& dir) {
   for (const auto& e : std::filesystem::directory_iterator(dir, ec))
     out.push_back(e.path().filename().string());
   return out;
-}
-
-// Which process holds a BPF program (or a link to it), from /proc/*/fdinfo: "pid 812 (xdp-loader)",
-// or empty.
-std::string holderOf(uint32_t progId) {
-  const std::string needle = "prog_id:\t" + std::to_string(progId);
-  for (const std::string& pid : listDir("/proc")) {
-    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    const std::string fdinfo = "/proc/" + pid + "/fdinfo";
-    for (const std::string& fd : listDir(fdinfo)) {
-      std::ifstream in(fdinfo + "/" + fd);
-      std::string line;
-      while (std::getline(in, line)) {
-        if (line == needle) {
-          std::string comm;
-          std::ifstream c("/proc/" + pid + "/comm");
-          std::getline(c, comm);
-          return "pid " + pid + " (" + comm + ")";
-        }
-      }
-    }
-  }
-  return {};
 }
 
 std::string progName(uint32_t id) {
@@ -247,7 +225,7 @@ struct XdpDataPath::Impl {
                        : q->attach_mode == XDP_ATTACHED_HW    ? "offload"
                        : q->attach_mode == XDP_ATTACHED_MULTI ? "multiple"
                                                               : "native";
-    std::string holder = holderOf(q->prog_id);
+    std::string holder = programHolder(q->prog_id);
     return "XDP program \"" + progName(q->prog_id) + "\" (id " + std::to_string(q->prog_id) + ", " +
            mode + " mode" + (holder.empty() ? std::string() : ", held by " + holder) + ")";
   }

@@ -108,12 +108,12 @@ std::optional<vigil_sock_owner> FlowTracker::ownerOf(const uint8_t (&local)[16],
   return o;
 }
 
-void FlowTracker::describe(const vigil_sock_owner& o, v1::FlowEndpoint* out) const {
+bool FlowTracker::describe(const vigil_sock_owner& o, v1::FlowEndpoint* out) const {
   out->set_pid(o.tgid);
   out->set_uid(o.uid);
   out->set_comm(std::string(o.comm, strnlen(o.comm, sizeof o.comm)));
   out->set_cgroup_id(o.cgroup_id);
-  if (context_.describe) context_.describe(out);
+  return context_.describe ? context_.describe(out) : true;
 }
 
 void FlowTracker::attribute(std::unique_ptr<Attribution>& a, const uint8_t (&local)[16],
@@ -124,12 +124,12 @@ void FlowTracker::attribute(std::unique_ptr<Attribution>& a, const uint8_t (&loc
     if (!o) return;
     a = std::make_unique<Attribution>();
     a->owner = *o;
-  } else if (!a->binary.empty() && !a->cgroupPath.empty()) {
-    return;  // complete
+  } else if (a->complete) {
+    return;
   }
   // Newly found, or a process or cgroup the agent had not learned of at the previous event.
   v1::FlowEndpoint e;
-  describe(a->owner, &e);
+  a->complete = describe(a->owner, &e);
   a->binary = e.binary();
   a->execId = e.exec_id();
   a->cgroupPath = e.cgroup_path();
@@ -228,7 +228,9 @@ Expected<EventPtr> FlowTracker::onRecord(std::span<const uint8_t> raw) {
     std::string reason = context_.dropReason ? context_.dropReason(r->reason) : std::string();
     f->set_drop_reason(reason.empty() ? "reason " + std::to_string(r->reason) : reason);
     f->set_ifindex(r->ifindex);
-    if (r->ifindex != 0 && r->netns != 0 && r->netns != options_.netns) {
+    if (r->ifindex != 0 && r->netns == 0) {
+      f->set_interface("if" + std::to_string(r->ifindex));  // of a namespace the kernel hid
+    } else if (r->ifindex != 0 && r->netns != options_.netns) {
       f->set_interface("netns:" + std::to_string(r->netns) + "/if" + std::to_string(r->ifindex));
     } else if (r->ifindex != 0) {
       std::string ifname = context_.interface ? context_.interface(r->ifindex) : std::string();

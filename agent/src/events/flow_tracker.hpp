@@ -48,8 +48,10 @@ struct FlowContext {
   std::function<std::optional<vigil_sock_owner>(const vigil_sock_key&)> owner;
   std::function<std::string(uint32_t ifindex)> interface;
   std::function<std::string(uint32_t reason)> dropReason;
-  // Fills binary, exec_id and cgroup_path of an endpoint whose pid and cgroup_id are set.
-  std::function<void(v1::FlowEndpoint*)> describe;
+  // Fills binary, exec_id and cgroup_path of an endpoint whose pid, comm and cgroup_id are
+  // set. Returns whether that is final; otherwise the tracker asks again at the flow's next
+  // event (the process or cgroup may not be known yet).
+  std::function<bool(v1::FlowEndpoint*)> describe;
 };
 
 struct FlowScanResult {
@@ -90,6 +92,7 @@ class FlowTracker {
     std::string binary;
     std::string execId;
     std::string cgroupPath;
+    bool complete = false;  // describe() said so: not asked again
   };
   // What the tracker keeps per live flow: small, since a node may have 100,000s of them.
   struct Known {
@@ -109,8 +112,8 @@ class FlowTracker {
   std::optional<vigil_sock_owner> ownerOf(const uint8_t (&local)[16], uint16_t lport,
                                           const uint8_t (&remote)[16], uint16_t rport,
                                           uint8_t proto) const;
-  // Sets the owner's fields on an endpoint and has the agent describe it.
-  void describe(const vigil_sock_owner& o, v1::FlowEndpoint* out) const;
+  // Sets the owner's fields on an endpoint and has the agent describe it; whether that is final.
+  bool describe(const vigil_sock_owner& o, v1::FlowEndpoint* out) const;
 
   FlowTrackerOptions options_;
   Clock clock_;

@@ -138,6 +138,14 @@ std::shared_ptr<v1::Event> ProcessTracker::onExit(const ExitRecord& r) {
   v1::Process p;
   if (known) {
     p = std::move(*known);
+    auto [kept, fresh] = exited_.try_emplace(r.pid);
+    if (fresh) exitedOrder_.push_back(r.pid);
+    kept->second = p;
+    kept->second.clear_args();
+    while (exitedOrder_.size() > kExitedKept) {
+      exited_.erase(exitedOrder_.front());
+      exitedOrder_.pop_front();
+    }
   } else {
     // Not seen before (its exec was lost, or it was evicted): what the exit record says.
     p.set_exec_id(makeExecId(options_.nodeName, r.procStartNs, r.pid));
@@ -158,6 +166,12 @@ std::shared_ptr<v1::Event> ProcessTracker::onExit(const ExitRecord& r) {
   exit->set_core_dumped(r.coreDumped());
   if (r.ktimeNs > r.procStartNs) *exit->mutable_lifetime() = durationNs(r.ktimeNs - r.procStartNs);
   return ev;
+}
+
+const v1::Process* ProcessTracker::findRecent(uint32_t pid) {
+  if (const v1::Process* p = table_.find(pid)) return p;
+  auto it = exited_.find(pid);
+  return it == exited_.end() ? nullptr : &it->second;
 }
 
 std::shared_ptr<v1::Event> ProcessTracker::policyEventFor(const ExecRecord& rec,

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <deque>
+#include <unordered_map>
+
 // Turns decoded kernel records into API events, keeping the process table that gives each
 // event its parent chain and exec ids.
 
@@ -43,6 +46,10 @@ class ProcessTracker {
 
   const ProcessTable& table() const { return table_; }
   ProcessTable& table() { return table_; }
+  // A process by pid: the live one from the table, else one of the last kExitedKept to exit
+  // (without its argv), for records that arrive after the exit record (network flows).
+  const v1::Process* findRecent(uint32_t pid);
+  static constexpr size_t kExitedKept = 4096;
   // Re-reads the realtime/monotonic offset, so that NTP adjustments reach event times.
   void recalibrateClock() { clock_.recalibrate(); }
 
@@ -58,6 +65,8 @@ class ProcessTracker {
   Clock clock_;
   CgroupPaths* cgroups_;
   ProcessTable table_;
+  std::unordered_map<uint32_t, v1::Process> exited_;  // the last kExitedKept exits, by pid
+  std::deque<uint32_t> exitedOrder_;                   // oldest first
 };
 
 }  // namespace vigil::events

@@ -506,11 +506,18 @@ void Agent::startFlows() {
     return it == dropReasons_.end() ? std::string() : it->second;
   };
   ctx.describe = [this](v1::FlowEndpoint* e) {
-    if (const v1::Process* p = tracker_->table().find(e->pid())) {
+    // Flow and process records come through different ring buffers: the process may have
+    // exited already (findRecent still knows it), or its exec record may not be decoded yet
+    // (the table still holds the program before the exec). A comm that differs from the
+    // socket owner's says the latter, or a process that renamed itself: take the binary, and
+    // look again at the flow's next event.
+    const v1::Process* p = tracker_->findRecent(e->pid());
+    if (p) {
       e->set_binary(p->binary());
       e->set_exec_id(p->exec_id());
     }
     e->set_cgroup_path(cgroups_->pathFor(e->cgroup_id(), e->pid()));
+    return p && p->comm() == e->comm() && !e->cgroup_path().empty();
   };
   flowTracker_ = std::make_unique<events::FlowTracker>(to, events::Clock(), std::move(ctx));
   std::lock_guard lock(flowMutex_);
@@ -819,7 +826,7 @@ v1::GetStatusResponse Agent::status() const {
   k = s.add_kernel_stats();
   k->set_name("fork_records_seen");
   k->set_value(seen_[VIGIL_REC_FORK]);
-  s.set_clients(static_cast<uint32_t>(hub_.clients()));
+  s.set_clients(static_cast<uint32_t>(hub_.clients() + flowHub_.clients()));
   s.set_client_events_dropped(hub_.clientDropped());
   s.set_event_ring_size(hub_.ringSize());
   s.set_event_ring_capacity(hub_.ringCapacity());

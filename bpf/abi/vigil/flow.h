@@ -122,7 +122,7 @@ struct vigil_drop_record {
 	__u32 ifindex;
 	__u32 reason;   /* enum skb_drop_reason of this kernel (names from its BTF) */
 	__u32 len;      /* skb->len */
-	__u32 netns;    /* inode of the network namespace of ifindex (0: no device) */
+	__u32 netns;    /* inode of the network namespace of ifindex (0: unknown) */
 	__u8 proto;
 	__u8 flags;     /* enum vigil_drop_flags */
 	__u8 tcp_flags;
