@@ -50,7 +50,7 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 600
 
-# Both benchmarks run even if the first cannot; the status says whether either could not run.
+# Every benchmark runs even if an earlier one cannot; the status says whether any could not.
 bench: build bench-deps
 	@rc=0; bench/run.sh $(BUILD) || rc=1; bench/run_xdp.sh $(BUILD) || rc=1; bench/run_flows.sh $(BUILD) || rc=1; exit $$rc
 

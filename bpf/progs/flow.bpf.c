@@ -50,11 +50,16 @@ struct {
 } vigil_sock_owners SEC(".maps");
 
 /* Per socket: which process last recorded itself as its owner, and for which ports. Makes
- * the common case (the same process sending again) one storage lookup, no key hashing. */
+ * the common case (the same socket used again) one storage lookup, without even asking which
+ * process this is, except every VIGIL_SOCK_RECHECK uses (a socket handed to another process
+ * is attributed to it within that many sends or receives). */
+#define VIGIL_SOCK_RECHECK 64
+
 struct sock_seen {
 	__u32 tgid;
 	__u16 lport;
 	__u16 rport;
+	__u32 uses;
 };
 
 struct {
@@ -379,12 +384,16 @@ static __always_inline void flow__sock_used(struct sock *sk, int ret)
 
 	if (ret <= 0 || !sk)
 		return;
-	/* Fast path: this process already recorded this socket with these ports. */
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	/* Fast path: the socket was recorded with these ports (by this process, checked every
+	 * VIGIL_SOCK_RECHECK uses). */
 	__u16 lport = sk->__sk_common.skc_num;
 	__u16 rport = sk->__sk_common.skc_dport;
 	struct sock_seen *seen =
 		bpf_sk_storage_get(&vigil_sock_seen, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (seen && seen->tgid && seen->lport == lport && seen->rport == rport &&
+	    ++seen->uses % VIGIL_SOCK_RECHECK)
+		return;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (seen && seen->tgid == tgid && seen->lport == lport && seen->rport == rport)
 		return;
 	if (flow__sock_key(sk, &k))
