@@ -254,6 +254,20 @@ pid_t sendTcp(const TestCgroup& cg, const std::string& ip, uint16_t port, size_t
   });
 }
 
+// Sends `count` datagrams of `size` bytes to `to` from a child in `cg` named `comm`.
+pid_t sendUdp(const TestCgroup& cg, const char* comm, const sockaddr* to, socklen_t toLen,
+              int count, size_t size) {
+  std::vector<char> buf(size, 'u');
+  return runChild(cg, comm, [&] {
+    int fd = socket(to->sa_family, SOCK_DGRAM, 0);
+    for (int i = 0; i < count; i++) {
+      if (sendto(fd, buf.data(), buf.size(), 0, to, toLen) != static_cast<ssize_t>(size)) return 2;
+    }
+    close(fd);
+    return 0;
+  });
+}
+
 TEST_F(FlowTest, TcpPayloadWireBytesFlagsEndAndOwnerAreExact) {
   TestCgroup cg;
   TcpSink sink(veth().nsName(), veth().peerV4());
@@ -313,18 +327,9 @@ TEST_F(FlowTest, UdpDatagramsCountExactlyPerFlowAndCgroup) {
   testing::UdpSink sink(veth().peerV4(), 0, veth().nsName());
   constexpr int kCount = 200;
   constexpr size_t kSize = 700;
-  std::vector<char> buf(kSize, 'u');
   const auto a = v4(veth().peerV4(), sink.port());
-  pid_t pid = runChild(cg, "vigil-udp-send", [&] {
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    for (int i = 0; i < kCount; i++) {
-      if (sendto(fd, buf.data(), buf.size(), 0, reinterpret_cast<const sockaddr*>(&a), sizeof a) !=
-          static_cast<ssize_t>(kSize))
-        return 2;
-    }
-    close(fd);
-    return 0;
-  });
+  pid_t pid = sendUdp(cg, "vigil-udp-send", reinterpret_cast<const sockaddr*>(&a), sizeof a,
+                      kCount, kSize);
   ASSERT_TRUE(sink.waitFor(kCount, 5s));
 
   v1::FlowFilter f;
@@ -439,20 +444,11 @@ TEST_F(FlowTest, Ipv6UdpCountsIpv6Headers) {
   testing::UdpSink sink(veth().peerV6(), 0, veth().nsName());
   constexpr int kCount = 50;
   constexpr size_t kSize = 300;
-  std::vector<char> buf(kSize, '6');
   sockaddr_in6 a{};
   a.sin6_family = AF_INET6;
   a.sin6_port = htons(sink.port());
   inet_pton(AF_INET6, veth().peerV6().c_str(), &a.sin6_addr);
-  runChild(cg, "vigil-udp6-send", [&] {
-    int fd = socket(AF_INET6, SOCK_DGRAM, 0);
-    for (int i = 0; i < kCount; i++) {
-      if (sendto(fd, buf.data(), buf.size(), 0, reinterpret_cast<const sockaddr*>(&a), sizeof a) !=
-          static_cast<ssize_t>(kSize))
-        return 2;
-    }
-    return 0;
-  });
+  sendUdp(cg, "vigil-udp6-send", reinterpret_cast<const sockaddr*>(&a), sizeof a, kCount, kSize);
   ASSERT_TRUE(sink.waitFor(kCount, 5s));
   v1::FlowFilter f;
   f.add_destination_port(sink.port());

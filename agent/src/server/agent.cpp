@@ -184,24 +184,21 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
     }
   }
 
-  auto reader = bpf::RingReader::create(
-      agent->skel_->eventsMapFd(), [self](std::span<const uint8_t> r) { self->onRecord(r); },
-      [self] { self->queueReady_.notify_one(); }, std::chrono::milliseconds(cfg.drainIntervalMs));
-  if (!reader) return reader.error();
-  agent->reader_ = std::move(reader.value());
-  if (agent->xdp_) {
-    auto xdpReader = bpf::RingReader::create(
-        agent->xdp_->eventsMapFd(), [self](std::span<const uint8_t> r) { self->onRecord(r); },
+  // One reader per ring buffer, all feeding the one decoder queue.
+  auto readRing = [&](int mapFd, std::unique_ptr<bpf::RingReader>* out) -> Status {
+    auto reader = bpf::RingReader::create(
+        mapFd, [self](std::span<const uint8_t> r) { self->onRecord(r); },
         [self] { self->queueReady_.notify_one(); }, std::chrono::milliseconds(cfg.drainIntervalMs));
-    if (!xdpReader) return xdpReader.error();
-    agent->xdpReader_ = std::move(xdpReader.value());
+    if (!reader) return reader.error();
+    *out = std::move(reader.value());
+    return {};
+  };
+  if (auto s = readRing(agent->skel_->eventsMapFd(), &agent->reader_); !s) return s.error();
+  if (agent->xdp_) {
+    if (auto s = readRing(agent->xdp_->eventsMapFd(), &agent->xdpReader_); !s) return s.error();
   }
   if (agent->flow_) {
-    auto flowReader = bpf::RingReader::create(
-        agent->flow_->ringFd(), [self](std::span<const uint8_t> r) { self->onRecord(r); },
-        [self] { self->queueReady_.notify_one(); }, std::chrono::milliseconds(cfg.drainIntervalMs));
-    if (!flowReader) return flowReader.error();
-    agent->flowReader_ = std::move(flowReader.value());
+    if (auto s = readRing(agent->flow_->ringFd(), &agent->flowReader_); !s) return s.error();
   }
 
   api::PolicyHooks hooks{agent->policies_.get(), [self] { return self->ruleHits(); },
