@@ -133,6 +133,25 @@ int main(int argc, char** argv) {
                  "Kernel drop events per drop reason per second (every drop is still counted)")
       ->capture_default_str()
       ->check(CLI::Range(1u, 100000u));
+  app.add_option("--export-file", cfg.exportFile,
+                 "Also write every event (execs, exits, policy kills, XDP drops, flows) to this "
+                 "file, one JSON object per line (the protobuf JSON mapping, as `vigil events -o "
+                 "json`), for log shippers; appended to, rotated by size");
+  app.add_option("--export-max-size", cfg.exportMaxBytes,
+                 "Rotate the export file before it grows past this many bytes: FILE becomes "
+                 "FILE.1, FILE.1 becomes FILE.2, ...")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{4096}, uint64_t{1} << 40));
+  app.add_option("--export-max-files", cfg.exportMaxFiles,
+                 "Rotated export files kept (FILE.1 ... FILE.N); the oldest is removed")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 1000u));
+  app.add_option("--export-types", cfg.exportTypes,
+                 "Only these event types in the export: exec, exit, policy, drop, flow "
+                 "(comma-separated; default all). Lost-event notices are always written")
+      ->delimiter(',')
+      ->type_name("TYPE,...")
+      ->check(CLI::IsMember({"exec", "exit", "policy", "drop", "flow"}));
   bool cleanup = false;
   app.add_flag("--cleanup", cleanup,
                "Detach Vigil's XDP filter from every interface, remove its pins under --pin-dir, "

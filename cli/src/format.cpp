@@ -696,6 +696,16 @@ std::string formatStatusText(const v1::GetStatusResponse& status, bool color) {
                                  " events dropped for slow clients");
   out += labelled("Event ring", std::to_string(status.event_ring_size()) + " / " +
                                     std::to_string(status.event_ring_capacity()) + " events");
+  if (status.has_export_()) {
+    const auto& e = status.export_();
+    std::string text = sanitize(e.path()) + ": " + std::to_string(e.lines()) + " lines, " +
+                       std::to_string(e.rotations()) + " rotations";
+    if (e.write_errors() > 0)
+      text += ", " + paint(std::to_string(e.write_errors()) + " failed writes (" +
+                               sanitize(e.last_error()) + ")",
+                           kRed, color);
+    out += labelled("JSON export", text);
+  }
   out += labelled("Process table",
                   std::to_string(status.process_table_size()) + " / " +
                       std::to_string(status.process_table_capacity()) + " processes, " +

@@ -1069,6 +1069,25 @@ TEST(cliStatus, TextShowsEverySection) {
   EXPECT_TRUE(found);
   EXPECT_EQ(text.find('\x1b'), std::string::npos);
   EXPECT_NE(formatStatusText(sampleStatus(), true).find("\x1b["), std::string::npos);
+  EXPECT_EQ(text.find("JSON export"), std::string::npos);  // none configured
+}
+
+TEST(cliStatus, TextShowsTheJsonExport) {
+  auto status = sampleStatus();
+  status.mutable_export_()->set_path("/var/log/vigil/events.json");
+  status.mutable_export_()->set_lines(1234);
+  status.mutable_export_()->set_rotations(3);
+  std::string text = formatStatusText(status, false);
+  EXPECT_NE(text.find("JSON export:    /var/log/vigil/events.json: 1234 lines, 3 rotations\n"),
+            std::string::npos)
+      << text;
+  status.mutable_export_()->set_write_errors(2);
+  status.mutable_export_()->set_last_error("write /var/log/vigil/events.json: No space left");
+  text = formatStatusText(status, false);
+  EXPECT_NE(text.find("3 rotations, 2 failed writes (write /var/log/vigil/events.json: No space "
+                      "left)"),
+            std::string::npos)
+      << text;
 }
 
 TEST(cliStatus, TextShowsTheXdpSection) {

@@ -216,6 +216,20 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   agent->apiDescription_ = cfg.apiAddress;
   if (tcpEndpoint) agent->apiDescription_ += " and " + cfg.listenAddress;
 
+  if (!cfg.exportFile.empty()) {
+    api::JsonExportOptions eo;
+    eo.path = cfg.exportFile;
+    eo.maxBytes = cfg.exportMaxBytes;
+    eo.maxFiles = cfg.exportMaxFiles;
+    eo.types = cfg.exportTypes;
+    auto exporter = api::JsonExporter::start(
+        eo, {&agent->hub_, agent->flow_ ? &agent->flowHub_ : nullptr});
+    if (!exporter) return exporter.error();
+    agent->exporter_ = std::move(exporter.value());
+    log::info("exporting events as JSON lines to " + cfg.exportFile + " (rotated at " +
+              std::to_string(cfg.exportMaxBytes) + " bytes, " +
+              std::to_string(cfg.exportMaxFiles) + " rotated files kept)");
+  }
   agent->processor_ = std::thread([self] { self->processLoop(); });
   agent->policyThread_ = std::thread([self] { self->policyLoop(); });
   agent->reader_->start();
@@ -241,9 +255,6 @@ void Agent::stop() {
   }
   policyWake_.notify_all();
   if (policyThread_.joinable()) policyThread_.join();
-  hub_.close();  // ends following streams, so the server can shut down promptly
-  flowHub_.close();
-  if (server_) server_->shutdown();
   if (reader_) reader_->stop();
   if (xdpReader_) xdpReader_->stop();
   if (flowReader_) flowReader_->stop();
@@ -253,6 +264,16 @@ void Agent::stop() {
   }
   queueReady_.notify_all();
   if (processor_.joinable()) processor_.join();
+  // Every decoded event is published now: the export file gets all of them.
+  if (exporter_) {
+    auto st = exporter_->stats();
+    exporter_.reset();
+    log::info("JSON export: " + std::to_string(st.lines) + " lines written to " +
+              config_.exportFile + " and its rotations");
+  }
+  hub_.close();  // ends following streams, so the server can shut down promptly
+  flowHub_.close();
+  if (server_) server_->shutdown();
   reader_.reset();
   xdpReader_.reset();
   flowReader_.reset();
@@ -833,6 +854,15 @@ v1::GetStatusResponse Agent::status() const {
   s.set_api_address(apiDescription_);
   fillXdpStatus(s.mutable_xdp());
   fillFlowStatus(s.mutable_flows());
+  if (exporter_) {
+    auto st = exporter_->stats();
+    auto* e = s.mutable_export_();
+    e->set_path(config_.exportFile);
+    e->set_lines(st.lines);
+    e->set_rotations(st.rotations);
+    e->set_write_errors(st.writeErrors);
+    e->set_last_error(st.lastError);
+  }
   return s;
 }
 

@@ -26,6 +26,7 @@
 #include "events/flow_tracker.hpp"
 #include "events/process_tracker.hpp"
 #include "export/api_server.hpp"
+#include "export/json_export.hpp"
 #include "export/grpc_service.hpp"
 #include "policy/policy_store.hpp"
 #include "server/config.hpp"
@@ -115,6 +116,7 @@ class Agent {
   std::mutex policyMutex_;
   std::condition_variable policyWake_;
   bool policyStop_ = false;  // guarded by policyMutex_
+  std::unique_ptr<api::JsonExporter> exporter_;  // set once at start, reset at stop
   std::unique_ptr<api::VigilService> service_;
   std::unique_ptr<api::ApiServer> server_;
   std::string apiDescription_;

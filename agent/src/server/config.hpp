@@ -47,6 +47,12 @@ struct AgentConfig {
   uint32_t flowTcpIdleTimeoutS = 600;     // TCP flows without FIN/RST
   uint32_t flowScanIntervalMs = 1000;     // how often the agent reads the flow table
   uint32_t dropSamples = 100;             // kernel drop records per reason per second
+
+  // JSON lines export (empty: none), rotated by size.
+  std::string exportFile;
+  uint64_t exportMaxBytes = 100ull << 20;
+  uint32_t exportMaxFiles = 5;
+  std::vector<std::string> exportTypes;  // empty: every type
 };
 
 }  // namespace vigil::server

@@ -109,10 +109,11 @@ std::vector<EventPtr> EventHub::history(const events::EventMatcher& matcher, uin
 
 std::shared_ptr<Subscription> EventHub::subscribe(
     std::shared_ptr<const events::EventMatcher> matcher, bool includeHistory, uint32_t last,
-    std::vector<EventPtr>* history) {
+    std::vector<EventPtr>* history, size_t queueCapacity) {
   std::lock_guard lock(mutex_);
   if (includeHistory && history) *history = historyLocked(*matcher, last, 0);
-  auto sub = std::make_shared<Subscription>(std::move(matcher), clientQueueCapacity_);
+  auto sub = std::make_shared<Subscription>(
+      std::move(matcher), queueCapacity ? queueCapacity : clientQueueCapacity_);
   if (closed_) {
     sub->close();
   } else {

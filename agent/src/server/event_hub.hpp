@@ -67,9 +67,10 @@ class EventHub {
   // Registers a following client. History (as history(matcher, last)) and subscription are
   // taken under one lock, so that the client sees no gap and no duplicate between them.
   // includeHistory=false skips it.
+  // queueCapacity 0: the hub's client queue size.
   std::shared_ptr<Subscription> subscribe(std::shared_ptr<const events::EventMatcher> matcher,
                                           bool includeHistory, uint32_t last,
-                                          std::vector<EventPtr>* history);
+                                          std::vector<EventPtr>* history, size_t queueCapacity = 0);
   template <std::derived_from<events::EventMatcher> Matcher>
   std::shared_ptr<Subscription> subscribe(Matcher matcher, bool includeHistory, uint32_t last,
                                           std::vector<EventPtr>* history) {
