@@ -155,6 +155,8 @@ class FlowTest : public ::testing::Test {
                  cfg.flowIdleTimeoutS = 1;
                  cfg.flowUpdateIntervalS = 1;
                  cfg.policyPollMs = 100;
+                 // Every drop a test causes is reported, whatever else the host drops.
+                 cfg.dropSamples = 100000;
                },
                &error)
                .release();
