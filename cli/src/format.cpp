@@ -1,6 +1,5 @@
 #include "cli/src/format.hpp"
 
-#include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
@@ -9,6 +8,8 @@
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
+
+#include "json_line.hpp"
 
 namespace vigil::cli {
 namespace {
@@ -426,19 +427,7 @@ std::string quoteArg(std::string_view arg) {
   return out + "'";
 }
 
-std::string formatJson(const google::protobuf::Message& message) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = false;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  std::string out;
-  auto status = google::protobuf::util::MessageToJsonString(message, &out, options);
-  if (!status.ok()) {
-    // Only a malformed message gets here; say so in valid JSON rather than emit half a line.
-    out = R"({"error":"cannot encode )" + std::string(message.GetTypeName()) + R"( as JSON"})";
-  }
-  return out;
-}
+std::string formatJson(const google::protobuf::Message& message) { return jsonLine(message); }
 
 std::string formatCompact(const v1::Event& event, bool color) {
   std::string time = event.has_time() ? formatTimestamp(event.time()) : "-";

@@ -895,6 +895,20 @@ TEST_F(FlowTrackerTest, EndedFlowIsForgotten) {
   EXPECT_EQ(t.tracked(), 1u);
 }
 
+// Ended flows are remembered for ten seconds only: the memory stays bounded under churn.
+TEST_F(FlowTrackerTest, EndedFlowsAreForgottenAfterTenSeconds) {
+  FlowTracker t = tracker();
+  vigil_flow_value v = flowValue(10 * kSec, 10 * kSec);
+  v.tcp_flags = VIGIL_TCP_SYN | (VIGIL_TCP_RST << 8);
+  ASSERT_EQ(t.onScan(Entries{{tcpKey(), v}}, 12 * kSec, 12 * kSec).events.size(), 2u);
+  t.onScan(Entries{}, 21 * kSec, 21 * kSec);  // 9 s later: still remembered
+  auto late = t.onRecord(bytesOf(newRecord(tcpKey(), 10 * kSec)));
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ(late.value(), nullptr);
+  t.onScan(Entries{}, 23 * kSec, 23 * kSec);  // 11 s later: forgotten
+  EXPECT_NE(accept(t, bytesOf(newRecord(tcpKey(), 10 * kSec))), nullptr);
+}
+
 // A packet that lands between the table read and the time of the update it produced is in
 // the next update, not lost until the flow ends.
 TEST_F(FlowTrackerTest, UpdateCountsPacketsThatArriveWhileTheTableIsRead) {

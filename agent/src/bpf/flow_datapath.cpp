@@ -385,9 +385,17 @@ Expected<std::vector<vigil_flow_entry>> FlowDataPath::readFlows() const {
 }
 
 size_t FlowDataPath::deleteFlows(const std::vector<vigil_flow_key>& keys) {
+  // In batches; a batch stops at a key the kernel evicted meanwhile: skip it, go on.
+  const int fd = bpf_map__fd(impl_->skel->maps.vigil_flows);
   size_t deleted = 0;
-  for (const auto& k : keys)
-    if (bpf_map__delete_elem(impl_->skel->maps.vigil_flows, &k, sizeof k, 0) == 0) deleted++;
+  for (size_t at = 0; at < keys.size();) {
+    auto count = static_cast<uint32_t>(keys.size() - at);
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int err = bpf_map_delete_batch(fd, keys.data() + at, &count, &opts);
+    deleted += count;
+    at += count;
+    if (err) at++;  // the key that failed
+  }
   return deleted;
 }
 

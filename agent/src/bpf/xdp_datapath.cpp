@@ -677,17 +677,7 @@ Expected<std::map<uint32_t, XdpRuleCounters>> XdpDataPath::readCounters() const 
 }
 
 Expected<std::vector<uint64_t>> XdpDataPath::readStats() const {
-  int ncpu = libbpf_num_possible_cpus();
-  if (ncpu <= 0) return Error(ncpu, "count possible CPUs");
-  std::vector<uint64_t> perCpu(static_cast<size_t>(ncpu));
-  std::vector<uint64_t> sums(VIGIL_XDP_STAT_MAX, 0);
-  for (uint32_t key = 0; key < VIGIL_XDP_STAT_MAX; key++) {
-    if (int err = bpf_map__lookup_elem(impl_->skel->maps.vigil_xdp_stats, &key, sizeof key,
-                                       perCpu.data(), perCpu.size() * sizeof(uint64_t), 0))
-      return Error(err, std::string("read stat ") + kXdpStatNames[key]);
-    for (uint64_t v : perCpu) sums[key] += v;
-  }
-  return sums;
+  return sumPerCpu(impl_->skel->maps.vigil_xdp_stats, VIGIL_XDP_STAT_MAX, "XDP stats");
 }
 
 const char* XdpDataPath::statName(size_t id) {

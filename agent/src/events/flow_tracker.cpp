@@ -296,7 +296,7 @@ FlowScanResult FlowTracker::onScan(
     if (!end.empty()) {
       out.events.push_back(flowEvent(key, v, k, v1::FLOW_END, nowNs, end));
       out.expired.push_back(key);
-      ended_[key] = {v.first_ns, nowNs};
+      remember(key, v.first_ns, nowNs);
       known_.erase(it);
       continue;
     }
@@ -319,13 +319,29 @@ FlowScanResult FlowTracker::onScan(
     evictions_++;
     out.events.push_back(
         flowEvent(it->first, it->second.last, it->second, v1::FLOW_END, nowNs, "evicted"));
-    ended_[it->first] = {it->second.last.first_ns, nowNs};
+    remember(it->first, it->second.last.first_ns, nowNs);
     it = known_.erase(it);
   }
-  // A queued record is read within moments; remember ended flows for a minute.
-  constexpr uint64_t kEndedMemoryNs = 60'000'000'000ull;
-  std::erase_if(ended_, [&](const auto& e) { return elapsed(e.second.second) > kEndedMemoryNs; });
+  forgetEnded(nowNs);
   return out;
+}
+
+// A queued record is read within moments: ten seconds is ample.
+constexpr uint64_t kEndedMemoryNs = 10'000'000'000ull;
+
+void FlowTracker::remember(const vigil_flow_key& key, uint64_t firstNs, uint64_t nowNs) {
+  ended_[key] = {firstNs, nowNs};
+  endedOrder_.emplace_back(nowNs, key);
+}
+
+void FlowTracker::forgetEnded(uint64_t nowNs) {
+  while (!endedOrder_.empty() && nowNs - endedOrder_.front().first > kEndedMemoryNs) {
+    const auto& [endedNs, key] = endedOrder_.front();
+    // A key that ended again later is forgotten with its newer entry.
+    if (auto it = ended_.find(key); it != ended_.end() && it->second.second == endedNs)
+      ended_.erase(it);
+    endedOrder_.pop_front();
+  }
 }
 
 EventPtr FlowTracker::fromXdpDrop(const v1::Event& drop) {

@@ -16,6 +16,7 @@
 #include <vigil/flow.h>
 
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -119,9 +120,13 @@ class FlowTracker {
   Clock clock_;
   FlowContext context_;
   std::unordered_map<vigil_flow_key, Known, KeyHash, KeyEq> known_;
-  // Flows this tracker ended, by key: their first_ns and when they ended. A new-flow record of
-  // an ended flow that was still queued must not bring it back.
+  // Flows this tracker ended in the last kEndedMemoryNs, by key: first_ns and end time. A new-flow
+  // record of an ended flow that was still queued must not bring it back. endedOrder_ holds
+  // (end time, key) oldest first, so forgetting costs only the entries that expire.
+  void forgetEnded(uint64_t nowNs);
+  void remember(const vigil_flow_key& key, uint64_t firstNs, uint64_t nowNs);
   std::unordered_map<vigil_flow_key, std::pair<uint64_t, uint64_t>, KeyHash, KeyEq> ended_;
+  std::deque<std::pair<uint64_t, vigil_flow_key>> endedOrder_;
   uint64_t scan_ = 0;
   uint64_t evictions_ = 0;
 };

@@ -1,7 +1,6 @@
 #include "export/json_export.hpp"
 
 #include <fcntl.h>
-#include <google/protobuf/util/json_util.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 
 #include "common/log.hpp"
 #include "events/event_matcher.hpp"
+#include "json_line.hpp"
 
 namespace vigil::api {
 namespace {
@@ -41,17 +41,6 @@ class TypeMatcher final : public events::EventMatcher {
 };
 
 }  // namespace
-
-std::string eventJson(const v1::Event& event) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = false;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  std::string out;
-  if (!google::protobuf::util::MessageToJsonString(event, &out, options).ok())
-    out = R"({"error":"cannot encode the event as JSON"})";
-  return out;
-}
 
 Expected<std::unique_ptr<JsonExporter>> JsonExporter::start(const JsonExportOptions& options,
                                                             std::vector<server::EventHub*> hubs) {
@@ -127,7 +116,7 @@ void JsonExporter::run() {
 }
 
 void JsonExporter::write(const v1::Event& event) {
-  std::string line = eventJson(event);
+  std::string line = jsonLine(event);
   line.push_back('\n');
   if (fileBytes_ + buffer_.size() + line.size() > options_.maxBytes &&
       fileBytes_ + buffer_.size() > 0) {

@@ -73,8 +73,4 @@ class JsonExporter {
   JsonExportStats stats_;  // guarded by statsMutex_
 };
 
-// One event in the protobuf JSON mapping on one line (proto field names, zero values
-// included), without the newline.
-std::string eventJson(const v1::Event& event);
-
 }  // namespace vigil::api
