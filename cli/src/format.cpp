@@ -76,11 +76,27 @@ std::string exitResult(const v1::ExitEvent& exit) {
 
 bool exitFailed(const v1::ExitEvent& exit) { return exit.signal() != 0 || exit.exit_code() != 0; }
 
-// "pid=1234 uid=0 /usr/bin/curl -s x": who ran what.
+// " pod=shop/cart-1/app", " container=docker/0123456789ab", or nothing on the host.
+std::string workloadSummary(const v1::Workload& w) {
+  if (w.kind() == "pod") {
+    if (w.pod().empty()) return " pod=uid:" + sanitize(w.pod_uid());
+    std::string out = " pod=" + sanitize(w.namespace_() + "/" + w.pod());
+    if (!w.container().empty()) out += "/" + sanitize(w.container());
+    return out;
+  }
+  if (w.kind() == "container") {
+    std::string id = w.container_id().substr(0, 12);
+    return " container=" + sanitize(w.runtime().empty() ? id : w.runtime() + "/" + id);
+  }
+  return {};
+}
+
+// "pid=1234 uid=0 /usr/bin/curl -s x": who ran what (and in which pod or container).
 std::string processSummary(const v1::Process& process) {
   std::string out =
       "pid=" + std::to_string(process.pid()) + " uid=" + std::to_string(process.uid());
   if (process.euid() != process.uid()) out += " euid=" + std::to_string(process.euid());
+  out += workloadSummary(process.workload());
   out += " " + programOf(process);
   if (std::string args = argsOf(process); !args.empty()) out += " " + args;
   return out;
@@ -592,6 +608,11 @@ std::string formatStatusText(const v1::GetStatusResponse& status, bool color) {
   out += labelled("Kernel", sanitize(status.kernel()));
   out += labelled("Uptime", formatDuration(status.uptime()));
   if (!status.api_address().empty()) out += labelled("API", sanitize(status.api_address()));
+  if (!status.metrics_address().empty())
+    out += labelled("Metrics", sanitize(status.metrics_address()));
+  if (!status.health_address().empty())
+    out += labelled("Health", "gRPC health on " + sanitize(status.health_address()));
+  if (!status.pod_metadata().empty()) out += labelled("Pods", sanitize(status.pod_metadata()));
 
   out += "\nCapabilities:\n";
   std::vector<Row> caps = {headerRow({"NAME", "AVAILABLE", "IN USE", "DETAIL"})};
@@ -685,6 +706,15 @@ std::string formatStatusText(const v1::GetStatusResponse& status, bool color) {
                                  " events dropped for slow clients");
   out += labelled("Event ring", std::to_string(status.event_ring_size()) + " / " +
                                     std::to_string(status.event_ring_capacity()) + " events");
+  if (status.ring_buffers_size() > 0) {
+    std::string text;
+    for (const auto& r : status.ring_buffers()) {
+      if (!text.empty()) text += ", ";
+      text += sanitize(r.name()) + " " + std::to_string(r.pending_bytes()) + " / " +
+              std::to_string(r.size_bytes()) + " bytes";
+    }
+    out += labelled("Kernel rings", text + " unread");
+  }
   if (status.has_export_()) {
     const auto& e = status.export_();
     std::string text = sanitize(e.path()) + ": " + std::to_string(e.lines()) + " lines, " +

@@ -9,6 +9,7 @@
 
 #include "cli/src/client.hpp"
 #include "cli/src/flag_values.hpp"
+#include "events/workload_match.hpp"
 #include "policy/document.hpp"
 #include "vigil/v1/vigil.grpc.pb.h"
 
@@ -173,6 +174,18 @@ const std::string& checkedInterface(const std::string& flag, const std::string& 
   return value;
 }
 
+const std::string& checkedPod(const std::string& flag, const std::string& value) {
+  std::string why;
+  if (!events::PodMatch::parse(value, why)) badValue(flag, "NAMESPACE/POD or POD", value);
+  return value;
+}
+
+const std::string& checkedNamespace(const std::string& flag, const std::string& value) {
+  std::string why;
+  if (!events::parseNamespace(value, why)) badValue(flag, "a Kubernetes namespace", value);
+  return value;
+}
+
 using Filter = v1::FlowFilter;
 const FilterFlag kFilterFlags[] = {
     {"--ip", "CIDR", "Either side's address: 10.0.0.1, 10.0.0.0/8, 2001:db8::/32",
@@ -205,6 +218,14 @@ const FilterFlag kFilterFlags[] = {
      [](auto& f, auto& v, Filter& out) { out.add_cgroup(checkedCgroup(f, v)); }},
     {"--interface", "NAME", "The network interface (exact name)",
      [](auto& f, auto& v, Filter& out) { out.add_interface(checkedInterface(f, v)); }},
+    {"--pod", "[NS/]POD", "Either side's Kubernetes pod: NAMESPACE/POD, or POD in any namespace",
+     [](auto& f, auto& v, Filter& out) { out.add_pod(checkedPod(f, v)); }},
+    {"--from-pod", "[NS/]POD", "The source's pod",
+     [](auto& f, auto& v, Filter& out) { out.add_source_pod(checkedPod(f, v)); }},
+    {"--to-pod", "[NS/]POD", "The destination's pod",
+     [](auto& f, auto& v, Filter& out) { out.add_destination_pod(checkedPod(f, v)); }},
+    {"--namespace", "NS", "Either side's Kubernetes namespace",
+     [](auto& f, auto& v, Filter& out) { out.add_namespace_(checkedNamespace(f, v)); }},
 };
 static_assert(std::size(kFilterFlags) == FlowCommands::kFilterCount);
 
@@ -295,9 +316,17 @@ std::string processOf(const v1::FlowEndpoint& e) {
   return sanitize(name.empty() ? "?" : name) + "(" + std::to_string(e.pid()) + ")";
 }
 
-// "10.0.0.1:40000 curl(1234)"; ICMP shows no port (it holds the echo identifier).
+// "shop/cart-1" for an endpoint in a pod, else "".
+std::string podOf(const v1::FlowEndpoint& e) {
+  if (e.workload().kind() != "pod" || e.workload().pod().empty()) return {};
+  return sanitize(e.workload().namespace_() + "/" + e.workload().pod());
+}
+
+// "10.0.0.1:40000 curl(1234)", "10.0.0.1:40000 shop/cart-1 curl(1234)" in a pod; ICMP shows
+// no port (it holds the echo identifier).
 std::string sideOf(const v1::Flow& flow, const v1::FlowEndpoint& e) {
   std::string out = endpoint(e.ip(), isIcmp(flow) ? 0 : e.port());
+  if (std::string pod = podOf(e); !pod.empty()) out += " " + pod;
   if (std::string process = processOf(e); !process.empty()) out += " " + process;
   return out;
 }

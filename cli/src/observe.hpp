@@ -39,7 +39,7 @@ struct TrafficCommand {
 class FlowCommands {
  public:
   // The number of filter flags (--ip, --port, ...).
-  static constexpr std::size_t kFilterCount = 14;
+  static constexpr std::size_t kFilterCount = 18;
 
   explicit FlowCommands(CLI::App& app);
   FlowCommands(const FlowCommands&) = delete;

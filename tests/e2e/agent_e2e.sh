@@ -12,10 +12,7 @@ VIGIL=$BUILD/cli/vigil
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-if [ "$(id -u)" != 0 ]; then
-  echo "SKIP: needs root to load BPF programs"
-  exit 77
-fi
+skip_unless_root
 
 # Runs that died without their cleanup (their pid is gone): unmount their bpffs, remove them.
 stale_runs vigil-e2e | while read -r _ old; do
@@ -50,12 +47,7 @@ mount -t bpf bpf "$tmp/bpffs"
 start_agent() {
   "$AGENT" --api "unix://$sock" --policy-dir "$tmp/policies" --pin-dir "$pins" --node-name e2e "$@" >"$tmp/agent.log" 2>&1 &
   agent_pid=$!
-  for _ in $(seq 1 100); do
-    vigil status -o json >"$tmp/status.json" 2>/dev/null && return 0
-    kill -0 "$agent_pid" 2>/dev/null || fail "vigil-agent exited during start-up"
-    sleep 0.2
-  done
-  fail "vigil-agent did not answer on $sock within 20 s"
+  wait_for_agent
 }
 
 program_ids() {

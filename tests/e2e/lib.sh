@@ -24,3 +24,28 @@ stale_runs() {
     echo "$pid $old"
   done
 }
+
+# Exits with ctest's skip code unless the test runs as root.
+skip_unless_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "SKIP: needs root to load BPF programs"
+    exit 77
+  fi
+}
+
+# The cgroup v2 mount point, from mountinfo ("" when there is none).
+cgroup2_root() {
+  awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") print $5; break } }' \
+    /proc/self/mountinfo | head -n 1
+}
+
+# Waits up to 20 s for the agent ($agent_pid) to answer `vigil status`, leaving its JSON in
+# $tmp/status.json; fails if it exits or does not answer.
+wait_for_agent() {
+  for _ in $(seq 1 100); do
+    vigil status -o json >"$tmp/status.json" 2>/dev/null && return 0
+    kill -0 "$agent_pid" 2>/dev/null || fail "vigil-agent exited during start-up"
+    sleep 0.2
+  done
+  fail "vigil-agent did not answer on $sock within 20 s"
+}

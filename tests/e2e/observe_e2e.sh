@@ -14,15 +14,11 @@ VIGIL=$BUILD/cli/vigil
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-if [ "$(id -u)" != 0 ]; then
-  echo "SKIP: needs root to load BPF programs"
-  exit 77
-fi
+skip_unless_root
 for tool in ip python3 bpftool tc; do
   command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed"; exit 77; }
 done
-cgroot=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") print $5; break } }' \
-  /proc/self/mountinfo | head -n 1)
+cgroot=$(cgroup2_root)
 if [ -z "$cgroot" ]; then
   echo "SKIP: no cgroup2 mount in /proc/self/mountinfo"
   exit 77
@@ -156,13 +152,7 @@ fi
 "$AGENT" --api "unix://$sock" --policy-dir "$tmp/policies" --pin-dir "$pins" --node-name "$node" \
   --flow-interfaces "$veth_host" --flow-idle-timeout 1 >"$tmp/agent.log" 2>&1 &
 agent_pid=$!
-up=
-for _ in $(seq 1 100); do
-  if vigil status -o json >"$tmp/status.json" 2>/dev/null; then up=1; break; fi
-  kill -0 "$agent_pid" 2>/dev/null || fail "vigil-agent exited during start-up"
-  sleep 0.2
-done
-[ -n "$up" ] || fail "vigil-agent did not answer on $sock within 20 s"
+wait_for_agent
 python3 - "$tmp/status.json" "$veth_host" <<'PY' || fail "flow tracking is not running on $veth_host"
 import json, sys
 flows = json.load(open(sys.argv[1]))["flows"]

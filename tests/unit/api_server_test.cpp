@@ -80,5 +80,66 @@ TEST_F(ApiServerTest, TcpListenerOnAnEphemeralPort) {
   EXPECT_TRUE(stub->GetStatus(&ctx, {}, &resp).ok());
 }
 
+TEST_F(ApiServerTest, HealthAloneOnItsOwnPort) {
+  auto server = ApiServer::start({Endpoint::Kind::unix_socket, sock}, std::nullopt, &service);
+  ASSERT_TRUE(server.ok()) << server.error().message();
+  ASSERT_TRUE((*server)->startHealthOnly("127.0.0.1:0").ok());
+  ASSERT_GT((*server)->healthPort(), 0);
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->healthPort()),
+                                     grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  for (const char* name : {"", "vigil.v1.Vigil"}) {
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(name);
+    grpc::health::v1::HealthCheckResponse resp;
+    ASSERT_TRUE(health->Check(&ctx, req, &resp).ok()) << name;
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING) << name;
+  }
+  {
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service("no.such.Service");
+    grpc::health::v1::HealthCheckResponse resp;
+    EXPECT_EQ(health->Check(&ctx, req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    // Watch sends the current status first.
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    auto reader = health->Watch(&ctx, {});
+    grpc::health::v1::HealthCheckResponse resp;
+    ASSERT_TRUE(reader->Read(&resp));
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+    ctx.TryCancel();
+  }
+  // The API itself is not served there.
+  auto stub = v1::Vigil::NewStub(channel);
+  grpc::ClientContext ctx;
+  v1::GetStatusResponse resp;
+  EXPECT_EQ(stub->GetStatus(&ctx, {}, &resp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+
+  // A port in use is a clear error.
+  auto busy = ApiServer::start({Endpoint::Kind::unix_socket, (dir / "b.sock").string()},
+                               std::nullopt, &service);
+  ASSERT_TRUE(busy.ok());
+  auto s = (*busy)->startHealthOnly("127.0.0.1:" + std::to_string((*server)->healthPort()));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message().find("serve gRPC health on 127.0.0.1:"), std::string::npos);
+}
+
+TEST(ParseHostPort, AcceptsTheUsualFormsAndNamesWhatIsWrong) {
+  EXPECT_EQ(parseHostPort(":9610").value(), "0.0.0.0:9610");
+  EXPECT_EQ(parseHostPort("127.0.0.1:0").value(), "127.0.0.1:0");
+  EXPECT_EQ(parseHostPort("tcp://localhost:9610").value(), "localhost:9610");
+  EXPECT_EQ(parseHostPort("[::1]:9610").value(), "[::1]:9610");
+  for (const char* bad : {"9610", "host:", "host:99999", "host:x1", "::1:9610", "a b:1"}) {
+    auto r = parseHostPort(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.error().message().find(std::string("\"") + bad + "\""), std::string::npos)
+        << r.error().message();
+  }
+}
+
 }  // namespace
 }  // namespace vigil::api

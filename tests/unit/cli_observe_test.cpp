@@ -106,12 +106,24 @@ TEST(cliObserveParse, EveryFilterFlagFillsItsField) {
                                    "--cgroup",
                                    "4242",
                                    "--interface",
-                                   "eth0"});
+                                   "eth0",
+                                   "--pod",
+                                   "shop/cart-1",
+                                   "--pod",
+                                   "front",
+                                   "--from-pod",
+                                   "web/a",
+                                   "--to-pod",
+                                   "db.0",
+                                   "--namespace",
+                                   "kube-system"});
   expectFilter(c.request.include(), R"(
       ip: "10.0.0.1" ip: "10.0.0.0/8" source_ip: "2001:db8::/32" destination_ip: "192.0.2.1"
       port: 443 source_port: 40000 destination_port: 53 protocol: "tcp" protocol: "icmp"
       verdict: DROPPED verdict: AUDIT type: "drop" tcp_flags: "SYN,ACK" pid: 1234
-      binary: "/usr/bin/" cgroup: "/system.slice/" cgroup: "4242" interface: "eth0")");
+      binary: "/usr/bin/" cgroup: "/system.slice/" cgroup: "4242" interface: "eth0"
+      pod: "shop/cart-1" pod: "front" source_pod: "web/a" destination_pod: "db.0"
+      namespace: "kube-system")");
   EXPECT_FALSE(c.request.has_exclude());
 }
 
@@ -176,6 +188,10 @@ TEST(cliObserveParse, BadFlagsExitTwoWithOneClearMessage) {
       {{"observe", "--cgroup", "system.slice"}, "--cgroup: expected a cgroup path prefix"},
       {{"observe", "--cgroup", "0"}, "--cgroup: expected a cgroup path prefix"},
       {{"observe", "--interface", ""}, "--interface: expected an interface name"},
+      {{"observe", "--pod", "Shop/Cart"}, "--pod: expected NAMESPACE/POD or POD, got 'Shop/Cart'"},
+      {{"observe", "--from-pod", "a/b/c"}, "--from-pod: expected NAMESPACE/POD or POD"},
+      {{"observe", "--to-pod", "/x"}, "--to-pod: expected NAMESPACE/POD or POD"},
+      {{"observe", "--namespace", "kube_system"}, "--namespace: expected a Kubernetes namespace"},
       {{"observe", "--first", "3", "--last", "2"}, "--first: cannot be combined with --last"},
       {{"observe", "--first", "3", "-f"}, "--first: cannot be combined with --follow"},
       {{"observe", "--first", "0"}, "--first: expected a whole number from 1"},
@@ -312,6 +328,18 @@ TEST(cliObserveFormat, CompactFlowLifecycle) {
             "2026-11-25T19:44:15.123Z [node1] 10.0.0.1:40000 curl(1234) -> 192.0.2.10:443 tcp "
             "SYN,ACK,FIN FORWARDED end (fin)  sent 12 pkts 3400 bytes 2800 payload, reply 10 "
             "pkts 56000 bytes 55000 payload");
+}
+
+TEST(cliObserveFormat, CompactShowsPods) {
+  v1::Event ev = flowEvent(v1::FLOW_NEW);
+  auto* w = ev.mutable_flow()->mutable_source()->mutable_workload();
+  w->set_kind("pod");
+  w->set_namespace_("shop");
+  w->set_pod("cart-1");
+  ev.mutable_flow()->mutable_destination()->mutable_workload()->set_kind("host");
+  EXPECT_EQ(formatFlowCompact(ev, false, false),
+            "2026-11-25T19:44:15.123Z 10.0.0.1:40000 shop/cart-1 curl(1234) -> 192.0.2.10:443 "
+            "tcp SYN,ACK FORWARDED new");
 }
 
 TEST(cliObserveFormat, CompactDropsIcmpAndLost) {

@@ -317,6 +317,42 @@ TEST(cliParse, PidsAndBinaries) {
             (std::vector<std::string>{"/usr/bin/curl", "/tmp/", "/opt/app*"}));
 }
 
+TEST(cliParse, NamespacesAndPods) {
+  EventsCommand command = parseEvents(
+      {"events", "--namespace", "shop,web", "--pod", "shop/cart-1", "--pod", "front"});
+  EXPECT_EQ(std::vector<std::string>(command.request.namespaces().begin(),
+                                     command.request.namespaces().end()),
+            (std::vector<std::string>{"shop", "web"}));
+  EXPECT_EQ(std::vector<std::string>(command.request.pods().begin(), command.request.pods().end()),
+            (std::vector<std::string>{"shop/cart-1", "front"}));
+}
+
+TEST(cliFormat, CompactExecShowsItsPodOrContainer) {
+  v1::Event event = execEvent();
+  auto* w = event.mutable_exec()->mutable_process()->mutable_workload();
+  w->set_kind("pod");
+  w->set_namespace_("shop");
+  w->set_pod("cart-1");
+  w->set_container("api");
+  EXPECT_EQ(formatCompact(event, false),
+            "2026-11-25T19:44:15.123Z exec  pid=1234 uid=0 pod=shop/cart-1/api /usr/bin/curl -s "
+            "http://x  cwd=/root  parent=bash(1200)");
+  w->Clear();
+  w->set_kind("pod");
+  w->set_pod_uid("0bfe0093-a56e-48e8-85f0-20c884cd38df");
+  EXPECT_NE(formatCompact(event, false).find(" pod=uid:0bfe0093-a56e-48e8-85f0-20c884cd38df "),
+            std::string::npos);
+  w->Clear();
+  w->set_kind("container");
+  w->set_runtime("docker");
+  w->set_container_id("0123456789abcdef0123");
+  EXPECT_NE(formatCompact(event, false).find(" container=docker/0123456789ab "),
+            std::string::npos);
+  w->Clear();
+  w->set_kind("host");
+  EXPECT_EQ(formatCompact(event, false).find("pod="), std::string::npos);
+}
+
 TEST(cliParse, SinceRelativeCountsBackFromNow) {
   Environment env = testEnvironment();
   EventsCommand command = parseEvents({"events", "--since", "5m"}, env);
@@ -395,6 +431,8 @@ TEST(cliParse, BadFlagsExitTwoWithOneClearMessage) {
       {{"events", "--pid", "abc"}, "--pid: expected a process id"},
       {{"events", "--pid", "0"}, "--pid"},
       {{"events", "--binary", "curl"}, "--binary: expected an absolute path"},
+      {{"events", "--pod", "A/b"}, "--pod: expected NAMESPACE/POD or POD, got 'A/b'"},
+      {{"events", "--namespace", "x y"}, "--namespace: expected a Kubernetes namespace"},
       {{"events", "--bogus"}, "--bogus"},
       {{"--timeout", "0s", "status"}, "--timeout"},
       {{"frobnicate"}, "frobnicate"},

@@ -222,6 +222,35 @@ TEST(FlowFilter, ProcessFieldsMatchEitherEndpoint) {
       << "a flow without a process has no binary";
 }
 
+TEST(FlowFilter, PodsAndNamespaces) {
+  v1::Event ev = sample();
+  auto* src = ev.mutable_flow()->mutable_source()->mutable_workload();
+  src->set_kind("pod");
+  src->set_namespace_("shop");
+  src->set_pod("cart-1");
+  ev.mutable_flow()->mutable_destination()->mutable_workload()->set_kind("host");
+  auto with = [](auto add) {
+    v1::GetFlowsRequest req;
+    add(*req.mutable_include());
+    return req;
+  };
+  EXPECT_TRUE(filterOf(with([](auto& f) { f.add_pod("shop/cart-1"); })).matches(ev));
+  EXPECT_TRUE(filterOf(with([](auto& f) { f.add_pod("cart-1"); })).matches(ev));
+  EXPECT_FALSE(filterOf(with([](auto& f) { f.add_pod("web/cart-1"); })).matches(ev));
+  EXPECT_TRUE(filterOf(with([](auto& f) { f.add_source_pod("shop/cart-1"); })).matches(ev));
+  EXPECT_FALSE(filterOf(with([](auto& f) { f.add_destination_pod("cart-1"); })).matches(ev));
+  EXPECT_TRUE(filterOf(with([](auto& f) { f.add_namespace_("shop"); })).matches(ev));
+  EXPECT_FALSE(filterOf(with([](auto& f) { f.add_namespace_("kube-system"); })).matches(ev));
+  // A host process is in no pod, whatever its names say.
+  src->set_kind("host");
+  EXPECT_FALSE(filterOf(with([](auto& f) { f.add_pod("cart-1"); })).matches(ev));
+  EXPECT_EQ(errorOf(with([](auto& f) { f.add_pod("Cart"); })),
+            "include.pod: 'Cart' is not a pod (NAMESPACE/POD or POD: lowercase letters, digits, "
+            "'-' and '.')");
+  EXPECT_NE(errorOf(with([](auto& f) { f.add_namespace_("a_b"); })).find("include.namespace: 'a_b'"),
+            std::string::npos);
+}
+
 TEST(FlowFilter, ValuesOfOneFieldOrFieldsAnd) {
   v1::GetFlowsRequest req;
   req.mutable_include()->add_ip("10.0.0.9");

@@ -34,6 +34,15 @@ class RingReader {
   void start();
   void stop();  // joins the thread; idempotent
 
+  // Bytes the kernel has written and the reader not yet consumed, out of the ring's size:
+  // read from the ring's position pages (a read-only mapping of our own), so it costs no
+  // syscall. Zero size when the pages could not be mapped.
+  struct Usage {
+    uint64_t pendingBytes = 0;
+    uint64_t sizeBytes = 0;
+  };
+  Usage usage() const;
+
  private:
   RingReader(Sink sink, BatchDone done, std::chrono::milliseconds drainInterval)
       : sink_(std::move(sink)), done_(std::move(done)), drainInterval_(drainInterval) {}
@@ -44,6 +53,9 @@ class RingReader {
   BatchDone done_;
   std::chrono::milliseconds drainInterval_;
   ring_buffer* rb_ = nullptr;
+  void* positions_ = nullptr;  // consumer page, then producer page
+  size_t pageSize_ = 0;
+  uint64_t sizeBytes_ = 0;
   std::atomic<bool> running_{false};
   std::thread thread_;
 };

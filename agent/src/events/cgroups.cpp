@@ -1,7 +1,9 @@
 #include "events/cgroups.hpp"
 
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -15,6 +17,10 @@ constexpr size_t kMaxCachedCgroups = 65536;
 
 CgroupPaths::CgroupPaths(std::string mountPoint, std::string procRoot)
     : mountPoint_(std::move(mountPoint)), procRoot_(std::move(procRoot)) {}
+
+CgroupPaths::~CgroupPaths() {
+  if (mountFd_ >= 0) ::close(mountFd_);
+}
 
 std::optional<uint64_t> CgroupPaths::idOf(const std::string& relPath) const {
   if (mountPoint_.empty()) return std::nullopt;
@@ -42,6 +48,10 @@ std::string CgroupPaths::pathFor(uint64_t id, uint32_t pidHint) {
       }
     }
   }
+  if (auto rel = byHandle(id)) {
+    cache_[id] = *rel;
+    return *rel;
+  }
   auto now = std::chrono::steady_clock::now();
   if (now - lastScan_ >= std::chrono::seconds(1)) {
     lastScan_ = now;
@@ -49,6 +59,39 @@ std::string CgroupPaths::pathFor(uint64_t id, uint32_t pidHint) {
     if (auto it = cache_.find(id); it != cache_.end()) return it->second;
   }
   return "";
+}
+
+std::optional<std::string> CgroupPaths::byHandle(uint64_t id) {
+  // On cgroup v2 a cgroup's id is its kernfs file handle: open the directory by it and read
+  // back its path. One syscall pair, however many cgroups the host has, and it works after
+  // every process of the cgroup has gone (CAP_DAC_READ_SEARCH; the agent runs as root).
+  if (handleUnsupported_) return std::nullopt;
+  if (mountFd_ < 0) {
+    mountFd_ = ::open(mountPoint_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (mountFd_ < 0) return std::nullopt;
+  }
+  struct {
+    file_handle header;
+    uint64_t id;
+  } handle{};
+  handle.header.handle_bytes = sizeof(uint64_t);
+  handle.header.handle_type = 0xfe;  // FILEID_KERNFS
+  handle.id = id;
+  int fd = ::open_by_handle_at(mountFd_, &handle.header, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS) handleUnsupported_ = true;
+    return std::nullopt;
+  }
+  char buf[4096];
+  ssize_t n = ::readlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return std::nullopt;
+  std::string path(buf, static_cast<size_t>(n));
+  if (path == mountPoint_) return "/";
+  if (path.size() <= mountPoint_.size() || path.compare(0, mountPoint_.size(), mountPoint_) != 0 ||
+      path[mountPoint_.size()] != '/')
+    return std::nullopt;  // seen through another mount: fall back to the scan
+  return path.substr(mountPoint_.size());
 }
 
 void CgroupPaths::rescan() {

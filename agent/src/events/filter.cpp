@@ -41,6 +41,11 @@ Expected<EventFilter> EventFilter::fromRequest(const v1::GetEventsRequest& reque
       f.exact_.push_back(b);
     }
   }
+  std::string why;
+  if (!f.workloads_.add({request.namespaces().begin(), request.namespaces().end()},
+                        {request.pods().begin(), request.pods().end()}, why)) {
+    return Error(EINVAL, (why.rfind("pod", 0) == 0 ? "pods: " : "namespaces: ") + why);
+  }
   if (request.has_since()) {
     const auto& s = request.since();
     if (s.seconds() < 0 || s.nanos() < 0 || s.nanos() >= 1'000'000'000) {
@@ -67,7 +72,7 @@ bool EventFilter::matches(const v1::Event& event) const {
                            [&](const std::string& pre) { return bin.rfind(pre, 0) == 0; });
     if (!hit) return false;
   }
-  return true;
+  return workloads_.matches(event);
 }
 
 }  // namespace vigil::events

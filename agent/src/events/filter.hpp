@@ -10,6 +10,7 @@
 
 #include "common/error.hpp"
 #include "events/event_matcher.hpp"
+#include "events/workload_match.hpp"
 #include "vigil/v1/vigil.pb.h"
 
 namespace vigil::events {
@@ -27,6 +28,7 @@ class EventFilter final : public EventMatcher {
   std::vector<std::string> exact_;
   std::vector<std::string> prefixes_;
   std::optional<google::protobuf::Timestamp> since_;
+  WorkloadSelector workloads_;  // namespaces and pods, OR'ed with each other
 };
 
 // The process an event is about, or nullptr for events without one.

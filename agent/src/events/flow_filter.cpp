@@ -1,5 +1,7 @@
 #include "events/flow_filter.hpp"
 
+#include "events/workload_match.hpp"
+
 #include <arpa/inet.h>
 
 #include <algorithm>
@@ -206,6 +208,11 @@ std::optional<std::string> interfaceValue(const std::string& text, std::string& 
   return std::nullopt;
 }
 
+bool podIn(const std::vector<PodMatch>& pods, const v1::FlowEndpoint& e) {
+  return std::any_of(pods.begin(), pods.end(),
+                     [&](const PodMatch& p) { return p.matches(e.workload()); });
+}
+
 bool eitherSide(const v1::Flow& flow, const std::function<bool(const v1::FlowEndpoint&)>& test) {
   return test(flow.source()) || test(flow.destination());
 }
@@ -292,6 +299,24 @@ Status compileFields(const v1::FlowFilter& filter, const std::string& side,
       add(filter.interface(), "interface", interfaceValue,
           [](const std::vector<std::string>& l, const v1::Flow& f) {
             return listed(l, f.interface());
+          }),
+      add(filter.pod(), "pod", PodMatch::parse,
+          [](const std::vector<PodMatch>& l, const v1::Flow& f) {
+            return eitherSide(f, [&](const v1::FlowEndpoint& e) { return podIn(l, e); });
+          }),
+      add(filter.source_pod(), "source_pod", PodMatch::parse,
+          [](const std::vector<PodMatch>& l, const v1::Flow& f) { return podIn(l, f.source()); }),
+      add(filter.destination_pod(), "destination_pod", PodMatch::parse,
+          [](const std::vector<PodMatch>& l, const v1::Flow& f) {
+            return podIn(l, f.destination());
+          }),
+      add(filter.namespace_(), "namespace", parseNamespace,
+          [](const std::vector<std::string>& l, const v1::Flow& f) {
+            return eitherSide(f, [&](const v1::FlowEndpoint& e) {
+              return std::any_of(l.begin(), l.end(), [&](const std::string& ns) {
+                return inNamespace(e.workload(), ns);
+              });
+            });
           }),
   };
   for (const Status& s : statuses) {

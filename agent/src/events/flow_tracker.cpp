@@ -133,6 +133,17 @@ void FlowTracker::attribute(std::unique_ptr<Attribution>& a, const uint8_t (&loc
   a->binary = e.binary();
   a->execId = e.exec_id();
   a->cgroupPath = e.cgroup_path();
+  if (e.has_workload()) {
+    // The host's workload is the same everywhere: one shared copy.
+    static const auto host = [] {
+      auto w = std::make_shared<v1::Workload>();
+      w->set_kind("host");
+      return std::shared_ptr<const v1::Workload>(std::move(w));
+    }();
+    a->workload = e.workload().kind() == "host" && e.workload().ByteSizeLong() == host->ByteSizeLong()
+                      ? host
+                      : std::make_shared<const v1::Workload>(e.workload());
+  }
 }
 
 EventPtr FlowTracker::flowEvent(const vigil_flow_key& key, const vigil_flow_value& v, Known& k,
@@ -165,6 +176,7 @@ EventPtr FlowTracker::flowEvent(const vigil_flow_key& key, const vigil_flow_valu
     e->set_binary(a->binary);
     e->set_exec_id(a->execId);
     e->set_cgroup_path(a->cgroupPath);
+    if (a->workload) *e->mutable_workload() = *a->workload;
   }
   f->set_ifindex(key.ifindex);
   std::string ifname = context_.interface ? context_.interface(key.ifindex) : std::string();

@@ -93,6 +93,7 @@ class FlowTracker {
     std::string binary;
     std::string execId;
     std::string cgroupPath;
+    std::shared_ptr<const v1::Workload> workload;  // null until known
     bool complete = false;  // describe() said so: not asked again
   };
   // What the tracker keeps per live flow: small, since a node may have 100,000s of them.

@@ -1,5 +1,7 @@
 #include "events/process_tracker.hpp"
 
+#include "k8s/workload_proto.hpp"
+
 #include <vigil/policy.h>
 
 #include <unistd.h>
@@ -69,6 +71,11 @@ std::string ProcessTracker::cgroupPath(uint64_t id, uint32_t pid) {
   return cgroups_ ? cgroups_->pathFor(id, pid) : "";
 }
 
+void ProcessTracker::setWorkload(v1::Process& p) {
+  if (!options_.workloads) return;
+  k8s::toProto(options_.workloads->resolve(p.cgroup_path(), p.pid()), p.mutable_workload());
+}
+
 std::shared_ptr<v1::Event> ProcessTracker::newEvent(uint64_t ktimeNs, v1::EventType type,
                                                     uint32_t ppid) {
   auto ev = makeEvent();
@@ -97,6 +104,7 @@ std::shared_ptr<v1::Event> ProcessTracker::onExec(const ExecRecord& r) {
   p.set_comm(r.comm);
   p.set_cgroup_id(r.cgroupId);
   p.set_cgroup_path(cgroupPath(r.cgroupId, r.pid));
+  setWorkload(p);
   if (r.viaInterpreter()) {
     p.set_script(absoluteFrom(r.cwd, r.filename));
     p.set_interpreter(r.interp);
@@ -122,9 +130,12 @@ void ProcessTracker::onFork(const ForkRecord& r) {
   p.set_ppid(r.ppid);
   p.set_forked_only(true);
   p.set_from_procfs(false);
+  const bool moved = p.cgroup_id() != r.cgroupId || p.cgroup_path().empty();
   p.set_cgroup_id(r.cgroupId);
-  if (p.cgroup_id() != r.cgroupId || p.cgroup_path().empty())
+  if (moved) {
     p.set_cgroup_path(cgroupPath(r.cgroupId, r.pid));
+    setWorkload(p);
+  }
   *p.mutable_start_time() = clock_.toTimestamp(r.procStartNs);
   table_.upsert(std::move(p), r.procStartNs);
 }
@@ -153,6 +164,7 @@ std::shared_ptr<v1::Event> ProcessTracker::onExit(const ExitRecord& r) {
     p.set_comm(r.comm);
     p.set_cgroup_id(r.cgroupId);
     p.set_cgroup_path(cgroupPath(r.cgroupId, 0));
+    setWorkload(p);
     *p.mutable_start_time() = clock_.toTimestamp(r.procStartNs);
   }
   p.set_tid(r.tid);
@@ -264,6 +276,7 @@ size_t ProcessTracker::seedFromProc(const std::string& procRoot) {
       p.set_cgroup_path(line.substr(3));
       if (auto id = cgroups_->idOf(p.cgroup_path())) p.set_cgroup_id(*id);
     }
+    setWorkload(p);
     p.set_exec_id(makeExecId(options_.nodeName, startNs, p.pid()));
     *p.mutable_start_time() = clock_.toTimestamp(startNs);
     p.set_from_procfs(true);

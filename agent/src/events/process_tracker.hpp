@@ -14,6 +14,7 @@
 #include "events/event_ptr.hpp"
 #include "events/process_table.hpp"
 #include "events/records.hpp"
+#include "k8s/workload_resolver.hpp"
 #include "vigil/v1/vigil.pb.h"
 
 namespace vigil::events {
@@ -22,6 +23,8 @@ struct TrackerOptions {
   std::string nodeName;
   size_t tableCapacity = 32768;
   size_t maxAncestors = 32;
+  // Pod and container of each process, from its cgroup path (none: no workload field).
+  k8s::WorkloadResolver* workloads = nullptr;
 };
 
 // "<node>:<start ns>:<pid>": unique on a node, stable for one execution.
@@ -60,6 +63,8 @@ class ProcessTracker {
   std::shared_ptr<v1::Event> onDenied(const DeniedRecord& r);
   std::shared_ptr<v1::Event> newEvent(uint64_t ktimeNs, v1::EventType type, uint32_t ppid);
   std::string cgroupPath(uint64_t id, uint32_t pid);
+  // Sets p's workload from its cgroup path (and pid, for hybrid hosts).
+  void setWorkload(v1::Process& p);
 
   TrackerOptions options_;
   Clock clock_;

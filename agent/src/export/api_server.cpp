@@ -5,11 +5,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 
+#include <grpcpp/ext/health_check_service_server_builder_option.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <thread>
+
+#include "grpc/health/v1/health.grpc.pb.h"
 
 namespace vigil::api {
 namespace {
@@ -27,6 +32,55 @@ bool socketInUse(const std::string& path) {
 }
 
 }  // namespace
+
+// grpc.health.v1.Health for the health-only server. gRPC's built-in health service cannot
+// serve alone (it needs a synchronous service beside it), so this one is ours: the agent's
+// overall state ("") and vigil.v1.Vigil are SERVING until shutdown.
+class HealthOnlyService final : public grpc::health::v1::Health::Service {
+ public:
+  using Response = grpc::health::v1::HealthCheckResponse;
+  void setServing(bool serving) { serving_ = serving; }
+
+  grpc::Status Check(grpc::ServerContext*, const grpc::health::v1::HealthCheckRequest* request,
+                     Response* response) override {
+    if (!known(request->service()))
+      return {grpc::StatusCode::NOT_FOUND, "unknown service \"" + request->service() + "\""};
+    response->set_status(current());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Watch(grpc::ServerContext* context,
+                     const grpc::health::v1::HealthCheckRequest* request,
+                     grpc::ServerWriter<Response>* writer) override {
+    Response r;
+    if (!known(request->service())) {
+      r.set_status(Response::SERVICE_UNKNOWN);
+      writer->Write(r);
+      return grpc::Status::OK;
+    }
+    // The status changes once, at shutdown: a coarse check is enough.
+    Response::ServingStatus last = Response::UNKNOWN;
+    while (!context->IsCancelled()) {
+      if (auto now = current(); now != last) {
+        r.set_status(now);
+        if (!writer->Write(r)) break;
+        last = now;
+        if (now == Response::NOT_SERVING) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  static bool known(const std::string& service) {
+    return service.empty() || service == "vigil.v1.Vigil";
+  }
+  Response::ServingStatus current() const {
+    return serving_ ? Response::SERVING : Response::NOT_SERVING;
+  }
+  std::atomic<bool> serving_{false};
+};
 
 Expected<Endpoint> parseEndpoint(const std::string& address) {
   if (address.rfind("unix://", 0) == 0) {
@@ -48,6 +102,25 @@ Expected<Endpoint> parseEndpoint(const std::string& address) {
     return Endpoint{Endpoint::Kind::tcp, hostPort};
   }
   return Error(EINVAL, "\"" + address + "\": expected unix:///PATH or tcp://HOST:PORT");
+}
+
+Expected<std::string> parseHostPort(const std::string& address) {
+  std::string hostPort = address.rfind("tcp://", 0) == 0 ? address.substr(6) : address;
+  auto colon = hostPort.rfind(':');
+  auto bad = [&](const std::string& why) {
+    return Error(EINVAL, "\"" + address + "\": " + why +
+                             " (expected HOST:PORT, [IPv6]:PORT or :PORT for every address)");
+  };
+  if (colon == std::string::npos) return bad("no port");
+  std::string host = hostPort.substr(0, colon), port = hostPort.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoul(port) > 65535)
+    return bad("port '" + port + "' is not a number from 0 to 65535");
+  if (host.empty()) host = "0.0.0.0";
+  if (host.find(':') != std::string::npos && host.front() != '[')
+    return bad("an IPv6 address goes in brackets");
+  if (host.find_first_of(" /") != std::string::npos) return bad("'" + host + "' is not a host");
+  return host + ":" + port;
 }
 
 Expected<std::unique_ptr<ApiServer>> ApiServer::start(const Endpoint& unixEndpoint,
@@ -93,9 +166,34 @@ Expected<std::unique_ptr<ApiServer>> ApiServer::start(const Endpoint& unixEndpoi
   return server;
 }
 
+Status ApiServer::startHealthOnly(const std::string& hostPort) {
+  healthService_ = std::make_unique<HealthOnlyService>();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(hostPort, grpc::InsecureServerCredentials(), &healthPort_);
+  builder.RegisterService(healthService_.get());
+  // gRPC sets SO_REUSEPORT by default: a second agent would share the port, not fail.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // No built-in health service beside ours (a null option turns it off for this server).
+  builder.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
+  healthServer_ = builder.BuildAndStart();
+  if (!healthServer_ || healthPort_ == 0) {
+    healthServer_.reset();
+    return Error(EADDRNOTAVAIL, "serve gRPC health on " + hostPort +
+                                    " (is the address local and the port free?)");
+  }
+  healthService_->setServing(true);
+  return {};
+}
+
+ApiServer::ApiServer() = default;
 ApiServer::~ApiServer() { shutdown(); }
 
 void ApiServer::shutdown() {
+  if (healthServer_) {
+    healthService_->setServing(false);
+    healthServer_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    healthServer_.reset();
+  }
   if (!server_) return;
   server_->GetHealthCheckService()->SetServingStatus(false);
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

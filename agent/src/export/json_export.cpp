@@ -1,5 +1,7 @@
 #include "export/json_export.hpp"
 
+#include "events/workload_match.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,17 +29,21 @@ const std::map<std::string, v1::EventType>& exportTypes() {
   return types;
 }
 
-// Events of the chosen types, and every lost-event notice.
-class TypeMatcher final : public events::EventMatcher {
+// Events of the chosen types and workloads, and every lost-event notice.
+class ExportMatcher final : public events::EventMatcher {
  public:
-  explicit TypeMatcher(std::vector<v1::EventType> types) : types_(std::move(types)) {}
+  ExportMatcher(std::vector<v1::EventType> types, events::WorkloadSelector workloads)
+      : types_(std::move(types)), workloads_(std::move(workloads)) {}
   bool matches(const v1::Event& event) const override {
-    return types_.empty() || event.type() == v1::EVENT_TYPE_LOST ||
-           std::find(types_.begin(), types_.end(), event.type()) != types_.end();
+    if (event.type() == v1::EVENT_TYPE_LOST) return true;
+    return (types_.empty() ||
+            std::find(types_.begin(), types_.end(), event.type()) != types_.end()) &&
+           workloads_.matches(event);
   }
 
  private:
   std::vector<v1::EventType> types_;
+  events::WorkloadSelector workloads_;
 };
 
 }  // namespace
@@ -56,13 +62,17 @@ Expected<std::unique_ptr<JsonExporter>> JsonExporter::start(const JsonExportOpti
                                "' (exec, exit, policy, drop or flow)");
     types.push_back(it->second);
   }
+  events::WorkloadSelector workloads;
+  if (std::string why; !workloads.add(options.namespaces, options.pods, why))
+    return Error(EINVAL, (why.rfind("pod", 0) == 0 ? "--export-pods: " : "--export-namespaces: ") +
+                             why);
   std::unique_ptr<JsonExporter> e(new JsonExporter(options));
   if (auto s = e->open(); !s) return s.error();
   // Rotated files of an earlier run, PATH.1 up: kept and shifted like this run's own.
   while (e->rotated_ < options.maxFiles &&
          ::access((options.path + "." + std::to_string(e->rotated_ + 1)).c_str(), F_OK) == 0)
     e->rotated_++;
-  auto matcher = std::make_shared<const TypeMatcher>(types);
+  auto matcher = std::make_shared<const ExportMatcher>(types, std::move(workloads));
   for (server::EventHub* hub : hubs) {
     if (hub) e->subs_.emplace_back(hub, hub->subscribe(matcher, false, 0, nullptr, options.queueSize));
   }

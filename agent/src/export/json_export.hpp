@@ -28,6 +28,8 @@ struct JsonExportOptions {
   // Event types to export ("exec", "exit", "policy", "drop", "flow"); empty: all. Lost-event
   // notices are always exported.
   std::vector<std::string> types;
+  // Only events of these namespaces or pods ("ns/pod" or "pod"); both empty: every event.
+  std::vector<std::string> namespaces, pods;
   size_t queueSize = 65536;  // events queued per hub before the exporter counts them lost
 };
 

@@ -1,5 +1,7 @@
 #include "server/agent.hpp"
 
+#include "k8s/workload_proto.hpp"
+
 #include <net/if.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -107,6 +109,18 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
       return Error(EINVAL, "--listen must be a tcp:// address");
     tcpEndpoint = *ep;
   }
+  // Addresses are checked before anything is loaded: a typo fails at once.
+  std::string healthHostPort, metricsHostPort;
+  if (!cfg.healthAddress.empty()) {
+    auto hp = api::parseHostPort(cfg.healthAddress);
+    if (!hp) return Error(EINVAL, "--health-addr " + hp.error().context());
+    healthHostPort = *hp;
+  }
+  if (!cfg.metricsAddress.empty()) {
+    auto hp = api::parseHostPort(cfg.metricsAddress);
+    if (!hp) return Error(EINVAL, "--metrics-addr " + hp.error().context());
+    metricsHostPort = *hp;
+  }
 
   bpf::installLibbpfLogger();
   agent->capabilities_ = bpf::probeKernel();
@@ -126,9 +140,12 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   auto cgMount = findCgroup2Mount(cfg.procRoot + "/self/mountinfo");
   if (!cgMount) log::warn("no cgroup2 mount found: events will carry cgroup ids without paths");
   agent->cgroups_ = std::make_unique<events::CgroupPaths>(cgMount.value_or(""), cfg.procRoot);
+  agent->workloads_ =
+      std::make_unique<k8s::WorkloadResolver>(cfg.podLogDir, cfg.containerLogDir, cfg.procRoot);
+  log::info("pod metadata: " + agent->workloads_->state());
   agent->tracker_ = std::make_unique<events::ProcessTracker>(
-      events::TrackerOptions{cfg.nodeName, cfg.processTableSize, 32}, events::Clock(),
-      agent->cgroups_.get());
+      events::TrackerOptions{cfg.nodeName, cfg.processTableSize, 32, agent->workloads_.get()},
+      events::Clock(), agent->cgroups_.get());
 
   // Attach first, then seed: a process that starts in between is seen by both, and the
   // kernel's record simply replaces the /proc entry.
@@ -215,6 +232,22 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   agent->server_ = std::move(server.value());
   agent->apiDescription_ = cfg.apiAddress;
   if (tcpEndpoint) agent->apiDescription_ += " and " + cfg.listenAddress;
+  if (!healthHostPort.empty()) {
+    if (auto s = agent->server_->startHealthOnly(healthHostPort); !s) return s.error();
+    agent->healthDescription_ = healthHostPort.substr(0, healthHostPort.rfind(':')) + ":" +
+                                std::to_string(agent->server_->healthPort());
+    log::info("gRPC health (alone) on " + agent->healthDescription_);
+  }
+  if (!metricsHostPort.empty()) {
+    auto metrics = api::MetricsServer::start(
+        metricsHostPort, [self] { return self->metricsSnapshot(); }, {cfg.metricsMaxPods});
+    if (!metrics) return metrics.error();
+    agent->metrics_ = std::move(metrics.value());
+    auto colon = metricsHostPort.rfind(':');
+    agent->metricsDescription_ = "http://" + metricsHostPort.substr(0, colon) + ":" +
+                                 std::to_string(agent->metrics_->port()) + "/metrics";
+    log::info("Prometheus metrics on " + agent->metricsDescription_);
+  }
 
   if (!cfg.exportFile.empty()) {
     api::JsonExportOptions eo;
@@ -222,6 +255,8 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
     eo.maxBytes = cfg.exportMaxBytes;
     eo.maxFiles = cfg.exportMaxFiles;
     eo.types = cfg.exportTypes;
+    eo.namespaces = cfg.exportNamespaces;
+    eo.pods = cfg.exportPods;
     auto exporter = api::JsonExporter::start(
         eo, {&agent->hub_, agent->flow_ ? &agent->flowHub_ : nullptr});
     if (!exporter) return exporter.error();
@@ -271,6 +306,7 @@ void Agent::stop() {
     log::info("JSON export: " + std::to_string(st.lines) + " lines written to " +
               config_.exportFile + " and its rotations");
   }
+  metrics_.reset();  // no scrape runs past this point
   hub_.close();  // ends following streams, so the server can shut down promptly
   flowHub_.close();
   if (server_) server_->shutdown();
@@ -535,6 +571,11 @@ void Agent::startFlows() {
       e->set_exec_id(p->exec_id());
     }
     e->set_cgroup_path(cgroups_->pathFor(e->cgroup_id(), e->pid()));
+    if (p && p->cgroup_id() == e->cgroup_id() && p->has_workload()) {
+      *e->mutable_workload() = p->workload();
+    } else if (!e->cgroup_path().empty()) {
+      k8s::toProto(workloads_->resolve(e->cgroup_path(), e->pid()), e->mutable_workload());
+    }
     return p && p->comm() == e->comm() && !e->cgroup_path().empty();
   };
   flowTracker_ = std::make_unique<events::FlowTracker>(to, events::Clock(), std::move(ctx));
@@ -604,6 +645,7 @@ v1::GetTrafficResponse Agent::traffic(const v1::GetTrafficRequest& request) cons
     auto* t = out.add_rows();
     t->set_cgroup_id(row.cgroupId);
     t->set_cgroup_path(path);
+    if (!path.empty()) k8s::toProto(workloads_->resolve(path), t->mutable_workload());
     t->set_protocol(row.proto < std::size(kProto) ? kProto[row.proto] : "other");
     for (auto [dst, src] : {std::pair{t->mutable_ingress(), &row.in},
                             std::pair{t->mutable_egress(), &row.out}}) {
@@ -852,6 +894,20 @@ v1::GetStatusResponse Agent::status() const {
   s.set_process_table_capacity(config_.processTableSize);
   s.set_process_table_evictions(tableEvictions_);
   s.set_api_address(apiDescription_);
+  s.set_metrics_address(metricsDescription_);
+  s.set_health_address(healthDescription_);
+  if (workloads_) s.set_pod_metadata(workloads_->state());
+  auto addRing = [&](const char* name, const std::unique_ptr<bpf::RingReader>& r) {
+    if (!r) return;
+    auto u = r->usage();
+    auto* ring = s.add_ring_buffers();
+    ring->set_name(name);
+    ring->set_pending_bytes(u.pendingBytes);
+    ring->set_size_bytes(u.sizeBytes);
+  };
+  addRing("events", reader_);
+  addRing("xdp", xdpReader_);
+  addRing("flows", flowReader_);
   fillXdpStatus(s.mutable_xdp());
   fillFlowStatus(s.mutable_flows());
   if (exporter_) {
@@ -864,6 +920,22 @@ v1::GetStatusResponse Agent::status() const {
     e->set_last_error(st.lastError);
   }
   return s;
+}
+
+api::MetricsSnapshot Agent::metricsSnapshot() const {
+  api::MetricsSnapshot m;
+  m.status = status();
+  v1::ListPoliciesRequest request;
+  v1::ListPoliciesResponse policies;
+  if (service_ && service_->ListPolicies(nullptr, &request, &policies).ok()) {
+    m.policies.assign(policies.policies().begin(), policies.policies().end());
+  }
+  if (flow_) {
+    m.traffic = traffic(v1::GetTrafficRequest());
+    m.hasTraffic = true;
+    for (const auto& pod : workloads_->directory().pods()) m.livePods.insert(pod.uid);
+  }
+  return m;
 }
 
 void Agent::fillXdpStatus(v1::XdpStatus* out) const {

@@ -25,8 +25,10 @@
 #include "events/cgroups.hpp"
 #include "events/flow_tracker.hpp"
 #include "events/process_tracker.hpp"
+#include "k8s/workload_resolver.hpp"
 #include "export/api_server.hpp"
 #include "export/json_export.hpp"
+#include "export/metrics.hpp"
 #include "export/grpc_service.hpp"
 #include "policy/policy_store.hpp"
 #include "server/config.hpp"
@@ -75,6 +77,7 @@ class Agent {
   void publishFlow(std::span<const uint8_t> raw);
   void scanFlows();  // decoder thread
   void fillFlowStatus(v1::FlowStatus* out) const;
+  api::MetricsSnapshot metricsSnapshot() const;  // a metrics scrape's view
 
   // Per record type (enum vigil_record_type), index 0 for types this agent does not know.
   static constexpr size_t kTypes = VIGIL_REC_TYPES;
@@ -87,6 +90,7 @@ class Agent {
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::vector<bpf::Capability> capabilities_;
   std::unique_ptr<events::CgroupPaths> cgroups_;
+  std::unique_ptr<k8s::WorkloadResolver> workloads_;  // thread-safe
   std::unique_ptr<events::ProcessTracker> tracker_;  // decoder thread only, after start
   EventHub hub_;
   std::unique_ptr<bpf::Skeleton> skel_;
@@ -118,8 +122,10 @@ class Agent {
   bool policyStop_ = false;  // guarded by policyMutex_
   std::unique_ptr<api::JsonExporter> exporter_;  // set once at start, reset at stop
   std::unique_ptr<api::VigilService> service_;
-  std::unique_ptr<api::ApiServer> server_;
+  std::unique_ptr<api::ApiServer> server_;  // also the health-only server
   std::string apiDescription_;
+  std::unique_ptr<api::MetricsServer> metrics_;
+  std::string metricsDescription_, healthDescription_;
 
   std::mutex queueMutex_;
   std::condition_variable queueReady_;

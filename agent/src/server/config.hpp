@@ -53,6 +53,17 @@ struct AgentConfig {
   uint64_t exportMaxBytes = 100ull << 20;
   uint32_t exportMaxFiles = 5;
   std::vector<std::string> exportTypes;  // empty: every type
+  std::vector<std::string> exportNamespaces;  // empty: every namespace (and the host)
+  std::vector<std::string> exportPods;        // "namespace/pod" or "pod"; empty: every pod
+
+  // Prometheus /metrics over HTTP, and gRPC health alone on TCP ("" when off).
+  std::string metricsAddress;
+  size_t metricsMaxPods = 500;
+  std::string healthAddress;
+
+  // Pod metadata: the kubelet's log directories, mounted read-only.
+  std::string podLogDir = "/var/log/pods";
+  std::string containerLogDir = "/var/log/containers";
 };
 
 }  // namespace vigil::server

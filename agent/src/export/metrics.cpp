@@ -1,0 +1,397 @@
+#include "export/metrics.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <prometheus/collectable.h>
+#include <prometheus/exposer.h>
+
+namespace vigil::api {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+// Families by name, so that series of one name gathered from several places share one
+// HELP/TYPE header.
+class Families {
+ public:
+  void add(const std::string& name, MetricType type, const std::string& help,
+           const Labels& labels, double value) {
+    auto [it, fresh] = families_.try_emplace(name);
+    MetricFamily& f = it->second;
+    if (fresh) {
+      f.name = name;
+      f.help = help;
+      f.type = type;
+    }
+    ClientMetric m;
+    for (const auto& [k, v] : labels) m.label.push_back({k, v});
+    if (type == MetricType::Counter) {
+      m.counter.value = value;
+    } else {
+      m.gauge.value = value;
+    }
+    f.metric.push_back(std::move(m));
+  }
+  void counter(const std::string& name, const std::string& help, const Labels& labels,
+               double value) {
+    add(name, MetricType::Counter, help, labels, value);
+  }
+  void gauge(const std::string& name, const std::string& help, const Labels& labels,
+             double value) {
+    add(name, MetricType::Gauge, help, labels, value);
+  }
+  std::vector<MetricFamily> take() {
+    std::vector<MetricFamily> out;
+    out.reserve(families_.size());
+    for (auto& [_, f] : families_) out.push_back(std::move(f));
+    return out;
+  }
+
+ private:
+  std::map<std::string, MetricFamily> families_;
+};
+
+std::string eventTypeName(v1::EventType t) {
+  switch (t) {
+    case v1::EVENT_TYPE_EXEC: return "exec";
+    case v1::EVENT_TYPE_EXIT: return "exit";
+    case v1::EVENT_TYPE_POLICY: return "policy";
+    case v1::EVENT_TYPE_DROP: return "drop";
+    case v1::EVENT_TYPE_FLOW: return "flow";
+    default: return "other";
+  }
+}
+
+void addEvents(const v1::GetStatusResponse& s, Families& f) {
+  for (const auto& e : s.events()) {
+    Labels l{{"type", eventTypeName(e.type())}};
+    f.counter("vigil_events_total", "Events the agent received from the kernel, by type", l,
+              static_cast<double>(e.seen()));
+    f.counter("vigil_events_lost_total",
+              "Events lost before the agent could read them (ring buffer full), by type", l,
+              static_cast<double>(e.lost_kernel()));
+    f.counter("vigil_events_malformed_total",
+              "Records the agent rejected as truncated or malformed, by type", l,
+              static_cast<double>(e.malformed()));
+  }
+  if (s.has_flows() && s.flows().state() != "off") {
+    Labels l{{"type", "flow"}};
+    f.counter("vigil_events_total", "Events the agent received from the kernel, by type", l,
+              static_cast<double>(s.flows().flows_seen()));
+    f.counter("vigil_events_lost_total",
+              "Events lost before the agent could read them (ring buffer full), by type", l,
+              static_cast<double>(s.flows().flows_lost()));
+  }
+  f.counter("vigil_client_events_dropped_total",
+            "Events not delivered to a following API client that could not keep up", {},
+            static_cast<double>(s.client_events_dropped()));
+  for (const auto& k : s.kernel_stats()) {
+    if (k.name() == "agent_queue_dropped") {
+      f.counter("vigil_agent_queue_dropped_total",
+                "Records read from a ring buffer but dropped because the agent's decoder "
+                "queue was full",
+                {}, static_cast<double>(k.value()));
+    }
+  }
+}
+
+void addStats(const std::string& source, const google::protobuf::RepeatedPtrField<v1::KernelStat>& stats,
+              Families& f) {
+  for (const auto& k : stats) {
+    if (k.name() == "agent_queue_dropped") continue;  // its own metric
+    f.counter("vigil_bpf_stat_total",
+              "Counters kept by Vigil's BPF programs (failed ring reserves, full maps, "
+              "truncations, ...), by data path and name",
+              {{"source", source}, {"name", k.name()}}, static_cast<double>(k.value()));
+  }
+}
+
+void addStores(const v1::GetStatusResponse& s, Families& f) {
+  const char* ringHelp = "Bytes written by the kernel and not yet read by the agent, by ring buffer";
+  for (const auto& r : s.ring_buffers()) {
+    Labels l{{"ring", r.name()}};
+    f.gauge("vigil_ring_buffer_used_bytes", ringHelp, l, static_cast<double>(r.pending_bytes()));
+    f.gauge("vigil_ring_buffer_size_bytes", "Size of each kernel ring buffer", l,
+            static_cast<double>(r.size_bytes()));
+  }
+  f.gauge("vigil_event_store_events", "Recent events kept in memory for --last, by store",
+          {{"store", "events"}}, static_cast<double>(s.event_ring_size()));
+  f.gauge("vigil_event_store_capacity", "Capacity of each in-memory event store",
+          {{"store", "events"}}, static_cast<double>(s.event_ring_capacity()));
+  if (s.has_flows() && s.flows().state() != "off") {
+    f.gauge("vigil_event_store_events", "Recent events kept in memory for --last, by store",
+            {{"store", "flows"}}, static_cast<double>(s.flows().ring_size()));
+    f.gauge("vigil_event_store_capacity", "Capacity of each in-memory event store",
+            {{"store", "flows"}}, static_cast<double>(s.flows().ring_capacity()));
+  }
+  f.gauge("vigil_process_table_entries", "Processes in the agent's process table", {},
+          static_cast<double>(s.process_table_size()));
+  f.gauge("vigil_process_table_capacity", "Capacity of the agent's process table", {},
+          static_cast<double>(s.process_table_capacity()));
+  f.counter("vigil_process_table_evictions_total",
+            "Processes evicted from a full process table (least recently used first)", {},
+            static_cast<double>(s.process_table_evictions()));
+  f.gauge("vigil_api_clients", "API clients following events or flows", {},
+          static_cast<double>(s.clients()));
+}
+
+void addPolicies(const std::vector<v1::PolicyStatus>& policies, Families& f) {
+  std::map<std::string, double> byState;
+  for (const auto& p : policies) {
+    byState[p.state()]++;
+    for (const auto& r : p.rules()) {
+      const bool audit = r.mode() == "audit";
+      if (r.kind() == "exec") {
+        f.counter("vigil_exec_policy_actions_total",
+                  "Execs that matched an exec policy rule, by policy, rule and action (kill: "
+                  "the process was killed; audit: it was reported and ran)",
+                  {{"policy", p.name()},
+                   {"rule", r.name()},
+                   {"action", !audit && r.action() == "kill" ? "kill" : "audit"}},
+                  static_cast<double>(r.hits()));
+        continue;
+      }
+      if (r.kind() != "xdp") continue;
+      // The rule's own matches, then those over its rate limit.
+      std::string action = audit && r.action() == "drop" ? "audit" : r.action();
+      Labels l{{"policy", p.name()}, {"rule", r.name()}, {"action", action}};
+      f.counter("vigil_xdp_packets_total",
+                "Packets an XDP rule matched, by policy, rule and action (drop, pass, audit: "
+                "an audit-mode drop that passed, rate_limit: over the rule's rate and "
+                "dropped, rate_limit_audit: over it and passed)",
+                l, static_cast<double>(r.packets()));
+      f.counter("vigil_xdp_bytes_total",
+                "Bytes (from the Ethernet header) of the packets an XDP rule matched", l,
+                static_cast<double>(r.bytes()));
+      if (r.rate_limited()) {
+        Labels rl{{"policy", p.name()},
+                  {"rule", r.name()},
+                  {"action", audit ? "rate_limit_audit" : "rate_limit"}};
+        f.counter("vigil_xdp_packets_total", "", rl, static_cast<double>(r.limited_packets()));
+        f.counter("vigil_xdp_bytes_total", "", rl, static_cast<double>(r.limited_bytes()));
+      }
+    }
+  }
+  for (const char* state : {"enforcing", "audit", "error"}) {
+    f.gauge("vigil_policies", "Policies loaded, by state (error: rejected, not in force)",
+            {{"state", state}}, byState[state]);
+  }
+}
+
+void addFlows(const v1::FlowStatus& flows, Families& f) {
+  if (flows.state() == "off") return;
+  f.gauge("vigil_flow_table_entries", "Flows in the kernel flow table", {},
+          static_cast<double>(flows.table_entries()));
+  f.gauge("vigil_flow_table_capacity", "Capacity of the kernel flow table (--flow-table-size)",
+          {}, static_cast<double>(flows.table_capacity()));
+  f.counter("vigil_flow_table_evictions_total",
+            "Flows the full kernel table evicted before they ended", {},
+            static_cast<double>(flows.table_evictions()));
+  for (const auto& d : flows.drops()) {
+    f.counter("vigil_kernel_drops_total",
+              "Packets the kernel dropped, by drop reason (skb_drop_reason, from kfree_skb)",
+              {{"reason", d.reason()}}, static_cast<double>(d.packets()));
+  }
+  addStats("flow", flows.stats(), f);
+}
+
+struct PodTotals {
+  double bytes[2] = {0, 0};    // ingress, egress
+  double packets[2] = {0, 0};
+  double total() const { return bytes[0] + bytes[1]; }
+};
+
+void addTraffic(const v1::GetTrafficResponse& traffic, const std::set<std::string>& livePods,
+                const MetricsOptions& options, Families& f) {
+  PodTotals node;
+  std::map<std::pair<std::string, std::string>, PodTotals> pods;  // (namespace, pod)
+  for (const auto& row : traffic.rows()) {
+    const double in = static_cast<double>(row.ingress().bytes());
+    const double out = static_cast<double>(row.egress().bytes());
+    const double inP = static_cast<double>(row.ingress().packets());
+    const double outP = static_cast<double>(row.egress().packets());
+    node.bytes[0] += in, node.bytes[1] += out, node.packets[0] += inP, node.packets[1] += outP;
+    const auto& w = row.workload();
+    // Live pods only: a deleted pod's counters may stay in the kernel's table for a while.
+    if (w.kind() != "pod" || w.pod().empty() || !livePods.count(w.pod_uid())) continue;
+    PodTotals& p = pods[{w.namespace_(), w.pod()}];
+    p.bytes[0] += in, p.bytes[1] += out, p.packets[0] += inP, p.packets[1] += outP;
+  }
+  const char* dirs[2] = {"ingress", "egress"};
+  for (int d = 0; d < 2; d++) {
+    f.counter("vigil_node_network_bytes_total",
+              "IP bytes sent and received by every cgroup of the node (cgroup_skb), by "
+              "direction",
+              {{"direction", dirs[d]}}, node.bytes[d]);
+    f.counter("vigil_node_network_packets_total",
+              "Packets sent and received by every cgroup of the node, by direction",
+              {{"direction", dirs[d]}}, node.packets[d]);
+  }
+  // The busiest pods get their own series; the others share one.
+  std::vector<std::pair<std::pair<std::string, std::string>, PodTotals>> ranked(pods.begin(),
+                                                                                 pods.end());
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [](const auto& a, const auto& b) { return a.second.total() > b.second.total(); });
+  PodTotals other;
+  size_t overflow = 0;
+  if (ranked.size() > options.maxPods) {
+    for (size_t i = options.maxPods; i < ranked.size(); i++) {
+      for (int d = 0; d < 2; d++) {
+        other.bytes[d] += ranked[i].second.bytes[d];
+        other.packets[d] += ranked[i].second.packets[d];
+      }
+    }
+    overflow = ranked.size() - options.maxPods;
+    ranked.resize(options.maxPods);
+    std::sort(ranked.begin(), ranked.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    ranked.push_back({{"_other", "_other"}, other});
+  }
+  for (const auto& [key, t] : ranked) {
+    for (int d = 0; d < 2; d++) {
+      Labels l{{"namespace", key.first}, {"pod", key.second}, {"direction", dirs[d]}};
+      f.counter("vigil_network_bytes_total",
+                "IP bytes sent and received by a live pod's cgroups, by namespace, pod and "
+                "direction (pods beyond --metrics-max-pods are summed into pod=\"_other\")",
+                l, t.bytes[d]);
+      f.counter("vigil_network_packets_total",
+                "Packets sent and received by a live pod's cgroups, by namespace, pod and "
+                "direction",
+                l, t.packets[d]);
+    }
+  }
+  f.gauge("vigil_metrics_pods",
+          "Live pods with network counters: reported with their own series, or summed into "
+          "pod=\"_other\" over the --metrics-max-pods cap",
+          {{"series", "own"}}, static_cast<double>(ranked.size() - (overflow ? 1 : 0)));
+  f.gauge("vigil_metrics_pods", "", {{"series", "other"}}, static_cast<double>(overflow));
+}
+
+void addSelf(const SelfUsage& self, Families& f) {
+  f.counter("vigil_agent_cpu_seconds_total", "CPU time the agent used, by mode",
+            {{"mode", "user"}}, self.userSeconds);
+  f.counter("vigil_agent_cpu_seconds_total", "", {{"mode", "system"}}, self.systemSeconds);
+  f.gauge("vigil_agent_resident_memory_bytes", "The agent's resident memory (VmRSS)", {},
+          self.residentBytes);
+  f.gauge("vigil_agent_virtual_memory_bytes", "The agent's virtual memory size (VmSize)", {},
+          self.virtualBytes);
+  f.gauge("vigil_agent_open_fds", "File descriptors the agent holds open", {}, self.openFds);
+  f.gauge("vigil_agent_threads", "Threads of the agent", {}, self.threads);
+  f.gauge("vigil_agent_start_time_seconds", "When the agent started, in seconds since the epoch",
+          {}, self.startTimeSeconds);
+}
+
+}  // namespace
+
+SelfUsage readSelfUsage(const std::string& procRoot) {
+  SelfUsage u;
+  const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  const double page = static_cast<double>(::sysconf(_SC_PAGESIZE));
+  std::ifstream statFile(procRoot + "/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(statFile)), std::istreambuf_iterator<char>());
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  auto close = stat.rfind(')');
+  if (close != std::string::npos) {
+    std::istringstream in(stat.substr(close + 2));
+    std::vector<std::string> fields;
+    for (std::string x; in >> x;) fields.push_back(x);
+    // fields[0] is field 3 (state): utime 14, stime 15, num_threads 20, starttime 22,
+    // vsize 23, rss 24.
+    auto field = [&](size_t n) { return n - 3 < fields.size() ? std::stod(fields[n - 3]) : 0.0; };
+    u.userSeconds = field(14) / tick;
+    u.systemSeconds = field(15) / tick;
+    u.threads = field(20);
+    u.virtualBytes = field(23);
+    u.residentBytes = field(24) * page;
+    double bootTime = 0;
+    std::ifstream kstat(procRoot + "/stat");
+    for (std::string line; std::getline(kstat, line);) {
+      if (line.rfind("btime ", 0) == 0) bootTime = std::stod(line.substr(6));
+    }
+    u.startTimeSeconds = bootTime + field(22) / tick;
+  }
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(procRoot + "/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    u.openFds++;
+  }
+  return u;
+}
+
+std::vector<MetricFamily> buildFamilies(const MetricsSnapshot& snap, const SelfUsage& self,
+                                        const MetricsOptions& options) {
+  Families f;
+  const auto& s = snap.status;
+  f.gauge("vigil_build_info", "Always 1; the labels say which agent this is",
+          {{"version", s.version()}, {"node", s.node_name()}, {"kernel", s.kernel()}}, 1);
+  for (const auto& c : s.capabilities()) {
+    f.gauge("vigil_capability_available",
+            "1 when the kernel offers a capability Vigil probes for (vigil status says why "
+            "one is missing)",
+            {{"name", c.name()}}, c.available() ? 1 : 0);
+  }
+  addEvents(s, f);
+  addStats("process", s.kernel_stats(), f);
+  addStores(s, f);
+  addPolicies(snap.policies, f);
+  if (s.has_xdp()) addStats("xdp", s.xdp().stats(), f);
+  if (s.has_flows()) addFlows(s.flows(), f);
+  if (snap.hasTraffic) addTraffic(snap.traffic, snap.livePods, options, f);
+  if (s.has_export_()) {
+    f.counter("vigil_export_lines_total", "Events written to the JSON export file", {},
+              static_cast<double>(s.export_().lines()));
+    f.counter("vigil_export_rotations_total", "Rotations of the JSON export file", {},
+              static_cast<double>(s.export_().rotations()));
+    f.counter("vigil_export_write_errors_total", "Failed writes to the JSON export file", {},
+              static_cast<double>(s.export_().write_errors()));
+  }
+  addSelf(self, f);
+  return f.take();
+}
+
+class AgentCollector : public prometheus::Collectable {
+ public:
+  AgentCollector(MetricsServer::SnapshotFn snapshot, MetricsOptions options)
+      : snapshot_(std::move(snapshot)), options_(options) {}
+  std::vector<MetricFamily> Collect() const override {
+    return buildFamilies(snapshot_(), readSelfUsage(), options_);
+  }
+
+ private:
+  MetricsServer::SnapshotFn snapshot_;
+  MetricsOptions options_;
+};
+
+Expected<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string& hostPort,
+                                                              SnapshotFn snapshot,
+                                                              MetricsOptions options) {
+  std::unique_ptr<MetricsServer> server(new MetricsServer());
+  try {
+    // Two threads: a scrape never waits behind a slow one.
+    server->exposer_ = std::make_unique<prometheus::Exposer>(hostPort, 2);
+  } catch (const std::exception& e) {
+    return Error(EADDRNOTAVAIL, "serve metrics on " + hostPort + ": " + e.what());
+  }
+  server->collector_ = std::make_shared<AgentCollector>(std::move(snapshot), options);
+  server->exposer_->RegisterCollectable(server->collector_, "/metrics");
+  auto ports = server->exposer_->GetListeningPorts();
+  server->port_ = ports.empty() ? 0 : ports.front();
+  return server;
+}
+
+MetricsServer::~MetricsServer() {
+  // The exposer's threads stop before the collector they call goes away.
+  exposer_.reset();
+}
+
+}  // namespace vigil::api
