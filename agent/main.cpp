@@ -175,8 +175,8 @@ int main(int argc, char** argv) {
                  "(every address); default off. See docs/metrics.md")
       ->type_name("HOST:PORT");
   app.add_option("--metrics-max-pods", cfg.metricsMaxPods,
-                 "Pods with their own network series in the metrics (the busiest); the others "
-                 "are summed into pod=\"_other\"")
+                 "Pods with their own network series in the metrics (the first seen keep theirs "
+                 "until deleted); the others are summed into pod=\"_other\"")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{100000}));
   app.add_option("--health-addr", cfg.healthAddress,

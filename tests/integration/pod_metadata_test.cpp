@@ -120,8 +120,16 @@ std::string v1PidsRoot() {
 }
 
 // Forks a child that joins the cgroups (each a cgroup.procs path) and execs `binary` with
-// `arg`; returns its pid after it exited 0. No allocation after fork.
-pid_t execIn(const std::vector<std::string>& procsFiles, const char* binary, const char* arg) {
+// `arg`; returns its pid after it exited 0 (at once with wait false: reap it with
+// waitExited). No allocation after fork.
+void waitExited(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+}
+
+pid_t execIn(const std::vector<std::string>& procsFiles, const char* binary, const char* arg,
+             bool wait = true) {
   std::vector<const char*> files;
   for (const auto& f : procsFiles) files.push_back(f.c_str());
   pid_t pid = fork();
@@ -134,9 +142,7 @@ pid_t execIn(const std::vector<std::string>& procsFiles, const char* binary, con
     execl(binary, binary, arg, static_cast<char*>(nullptr));
     _exit(91);
   }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  if (wait) waitExited(pid);
   return pid;
 }
 
@@ -241,22 +247,23 @@ class PodMetadataTest : public ::testing::Test {
     fs::remove_all(logs_, ec);
   }
 
-  // The exec event of `pid`, once the agent has published it.
-  std::optional<v1::Process> execOf(pid_t pid) {
+  // The process of `pid`'s exec (or exit) event, once the agent has published it.
+  std::optional<v1::Process> eventOf(pid_t pid, v1::EventType type) {
     v1::GetEventsRequest req;
-    req.add_types(v1::EVENT_TYPE_EXEC);
+    req.add_types(type);
     req.add_pids(static_cast<uint32_t>(pid));
     auto filter = events::EventFilter::fromRequest(req).value();
     std::optional<v1::Process> found;
     testing::waitUntil(
         [&] {
           for (const auto& ev : env_->agent->hub().history(filter, 0))
-            found = ev->exec().process();
+            found = *events::processOf(*ev);
           return found.has_value();
         },
         10s, 20ms);
     return found;
   }
+  std::optional<v1::Process> execOf(pid_t pid) { return eventOf(pid, v1::EVENT_TYPE_EXEC); }
 
   std::unique_ptr<CgroupTree> v2_;
   fs::path logs_;
@@ -351,6 +358,12 @@ TEST_F(PodMetadataTest, APodWhoseLogsAppearLaterResolvesOnALaterExec) {
   // Known to be a pod from its cgroup, names not yet.
   expectWorkload(p->workload(), "pod", "", "", uid, "", id, "");
 
+  // A process that runs while the logs appear: its exit names the pod.
+  pid_t sleeper = execIn({v2_->procs(rel)}, "/bin/sleep", "1.5", false);
+  auto s = execOf(sleeper);
+  ASSERT_TRUE(s);
+  expectWorkload(s->workload(), "pod", "", "", uid, "", id, "");
+
   addPodLogs(logs_ / "pods", logs_ / "containers", {"late", "late-pod", uid}, {{"main", id}},
              true);
   std::this_thread::sleep_for(1100ms);  // the resolver retries an incomplete entry after 1 s
@@ -358,6 +371,11 @@ TEST_F(PodMetadataTest, APodWhoseLogsAppearLaterResolvesOnALaterExec) {
   p = execOf(pid);
   ASSERT_TRUE(p);
   expectWorkload(p->workload(), "pod", "late", "late-pod", uid, "main", id, "");
+
+  waitExited(sleeper);
+  auto exited = eventOf(sleeper, v1::EVENT_TYPE_EXIT);
+  ASSERT_TRUE(exited);
+  expectWorkload(exited->workload(), "pod", "late", "late-pod", uid, "main", id, "");
 }
 
 TEST_F(PodMetadataTest, HybridHostContainerInACgroupV1HierarchyOnly) {
@@ -430,18 +448,7 @@ TEST_F(PodMetadataTest, ExitsTrafficFiltersAndTheExportCarryThePod) {
   pid_t onHost = execIn({v2_->procs(host)}, "/bin/true", "x");
   ASSERT_TRUE(execOf(inPod));
   ASSERT_TRUE(execOf(onHost));
-  v1::GetEventsRequest req;
-  req.add_types(v1::EVENT_TYPE_EXIT);
-  req.add_pids(static_cast<uint32_t>(inPod));
-  auto exitFilter = events::EventFilter::fromRequest(req).value();
-  std::optional<v1::Process> exited;
-  testing::waitUntil(
-      [&] {
-        for (const auto& ev : env_->agent->hub().history(exitFilter, 0))
-          exited = ev->exit().process();
-        return exited.has_value();
-      },
-      5s, 20ms);
+  auto exited = eventOf(inPod, v1::EVENT_TYPE_EXIT);
   ASSERT_TRUE(exited);
   expectWorkload(exited->workload(), "pod", "shop", "cart", uid, "api", id, "containerd");
 

@@ -13,11 +13,18 @@
 namespace vigil::api {
 namespace {
 
-std::string render(const MetricsSnapshot& snap, size_t maxPods = 500) {
+std::string render(const MetricsSnapshot& snap, TrafficTotals& traffic, size_t maxPods = 500) {
   SelfUsage self;
   self.userSeconds = 1.5;
   self.residentBytes = 4096;
-  return prometheus::TextSerializer().Serialize(buildFamilies(snap, self, {maxPods}));
+  if (snap.hasTraffic) traffic.update(snap.traffic, snap.livePods, maxPods);
+  return prometheus::TextSerializer().Serialize(
+      buildFamilies(snap, self, snap.hasTraffic ? &traffic : nullptr));
+}
+
+std::string render(const MetricsSnapshot& snap, size_t maxPods = 500) {
+  TrafficTotals traffic;
+  return render(snap, traffic, maxPods);
 }
 
 bool hasLine(const std::string& text, const std::string& line) {
@@ -27,6 +34,8 @@ bool hasLine(const std::string& text, const std::string& line) {
 v1::CgroupTraffic* addRow(v1::GetTrafficResponse& t, const std::string& ns,
                           const std::string& pod, uint64_t in, uint64_t out) {
   auto* row = t.add_rows();
+  row->set_cgroup_id(static_cast<uint64_t>(t.rows_size()));  // one cgroup per row
+  row->set_protocol("udp");
   row->mutable_ingress()->set_bytes(in);
   row->mutable_ingress()->set_packets(in / 100);
   row->mutable_egress()->set_bytes(out);
@@ -52,7 +61,10 @@ MetricsSnapshot sample() {
   ring->set_name("events");
   ring->set_pending_bytes(512);
   ring->set_size_bytes(8 << 20);
-  s.mutable_flows()->set_state("on");
+  s.mutable_flows()->set_state("tracking");
+  auto* lostStat = s.mutable_flows()->add_stats();
+  lostStat->set_name("flow_records_lost_ringbuf_full");
+  lostStat->set_value(4);
   s.mutable_flows()->set_flows_seen(42);
   auto* d = s.mutable_flows()->add_drops();
   d->set_reason("NO_SOCKET");
@@ -84,6 +96,7 @@ MetricsSnapshot sample() {
   xdp->set_limited_packets(9000);
   xdp->set_limited_bytes(576000);
   snap.policies.push_back(p);
+  snap.hasPolicies = true;
 
   snap.hasTraffic = true;
   addRow(snap.traffic, "", "", 10, 20);                 // the host
@@ -103,6 +116,7 @@ TEST(Metrics, NamesLabelsAndValues) {
   EXPECT_TRUE(hasLine(text, "vigil_events_total{type=\"exec\"} 120")) << text;
   EXPECT_TRUE(hasLine(text, "vigil_events_lost_total{type=\"exec\"} 3")) << text;
   EXPECT_TRUE(hasLine(text, "vigil_events_total{type=\"flow\"} 42")) << text;
+  EXPECT_TRUE(hasLine(text, "vigil_events_lost_total{type=\"flow\"} 4")) << text;
   EXPECT_TRUE(hasLine(text, "vigil_kernel_drops_total{reason=\"NO_SOCKET\"} 7")) << text;
   EXPECT_TRUE(hasLine(text, "vigil_ring_buffer_used_bytes{ring=\"events\"} 512")) << text;
   EXPECT_TRUE(hasLine(text, "vigil_ring_buffer_size_bytes{ring=\"events\"} 8388608")) << text;
@@ -153,6 +167,18 @@ TEST(Metrics, NamesLabelsAndValues) {
             text.rfind("# TYPE vigil_xdp_packets_total"));
 }
 
+TEST(Metrics, WhatIsNotRunningHasNoSeries) {
+  MetricsSnapshot snap = sample();
+  snap.status.mutable_flows()->set_state("unavailable: no tc");
+  snap.hasTraffic = false;  // cgroup_skb not attached
+  snap.hasPolicies = false;  // the policy list could not be read
+  std::string text = render(snap);
+  for (const char* name : {"vigil_flow_table", "type=\"flow\"", "vigil_node_network",
+                           "vigil_network_bytes", "vigil_policies", "vigil_exec_policy"}) {
+    EXPECT_EQ(text.find(name), std::string::npos) << name << "\n" << text;
+  }
+}
+
 TEST(Metrics, PodSeriesAreCappedAndTheRestSummed) {
   MetricsSnapshot snap;
   snap.hasTraffic = true;
@@ -160,19 +186,68 @@ TEST(Metrics, PodSeriesAreCappedAndTheRestSummed) {
     addRow(snap.traffic, "ns", "p" + std::to_string(i), 100 * (i + 1), 0);
     snap.livePods.insert("uid-ns-p" + std::to_string(i));
   }
-  std::string text = render(snap, 2);
-  // The two busiest (p4: 500, p3: 400) keep their series; p0..p2 (100+200+300) are summed.
+  TrafficTotals traffic;
+  std::string text = render(snap, traffic, 2);
+  // The first two pods seen keep their series; p2..p4 (300+400+500) are summed.
   EXPECT_TRUE(hasLine(
-      text, "vigil_network_bytes_total{namespace=\"ns\",pod=\"p4\",direction=\"ingress\"} 500"));
+      text, "vigil_network_bytes_total{namespace=\"ns\",pod=\"p0\",direction=\"ingress\"} 100"));
   EXPECT_TRUE(hasLine(
-      text, "vigil_network_bytes_total{namespace=\"ns\",pod=\"p3\",direction=\"ingress\"} 400"));
+      text, "vigil_network_bytes_total{namespace=\"ns\",pod=\"p1\",direction=\"ingress\"} 200"));
   EXPECT_EQ(text.find("pod=\"p2\""), std::string::npos) << text;
   EXPECT_TRUE(hasLine(text,
                       "vigil_network_bytes_total{namespace=\"_other\",pod=\"_other\","
-                      "direction=\"ingress\"} 600"))
+                      "direction=\"ingress\"} 1200"))
       << text;
   EXPECT_TRUE(hasLine(text, "vigil_metrics_pods{series=\"own\"} 2")) << text;
   EXPECT_TRUE(hasLine(text, "vigil_metrics_pods{series=\"other\"} 3")) << text;
+
+  // Busier pods do not take a series away: the same two keep theirs on the next scrape.
+  snap.traffic.mutable_rows(4)->mutable_ingress()->set_bytes(100000);
+  text = render(snap, traffic, 2);
+  EXPECT_TRUE(hasLine(
+      text, "vigil_network_bytes_total{namespace=\"ns\",pod=\"p0\",direction=\"ingress\"} 100"));
+  EXPECT_TRUE(hasLine(text,
+                      "vigil_network_bytes_total{namespace=\"_other\",pod=\"_other\","
+                      "direction=\"ingress\"} 100700"))
+      << text;
+
+  // p0 is deleted: its series goes and the next live pod seen takes its place.
+  snap.livePods.erase("uid-ns-p0");
+  snap.traffic.mutable_rows(2)->mutable_ingress()->set_bytes(350);
+  text = render(snap, traffic, 2);
+  EXPECT_EQ(text.find("pod=\"p0\""), std::string::npos) << text;
+  EXPECT_TRUE(hasLine(text, "vigil_metrics_pods{series=\"own\"} 1")) << text;
+  EXPECT_TRUE(hasLine(text, "vigil_metrics_pods{series=\"other\"} 3")) << text;
+}
+
+TEST(Metrics, CountersNeverGoDownWhenTheKernelTableForgetsRows) {
+  MetricsSnapshot snap;
+  snap.hasTraffic = true;
+  addRow(snap.traffic, "", "", 1000, 10);  // host
+  addRow(snap.traffic, "shop", "cart-1", 500, 50);
+  snap.livePods = {"uid-shop-cart-1"};
+  TrafficTotals traffic;
+  render(snap, traffic);
+  EXPECT_EQ(traffic.node().bytes[0], 1500);
+
+  // The host row is evicted from the LRU table; the pod's grows.
+  snap.traffic.mutable_rows()->DeleteSubrange(0, 1);
+  snap.traffic.mutable_rows(0)->mutable_ingress()->set_bytes(800);
+  std::string text = render(snap, traffic);
+  EXPECT_EQ(traffic.node().bytes[0], 1800);
+  EXPECT_TRUE(hasLine(text,
+                      "vigil_network_bytes_total{namespace=\"shop\",pod=\"cart-1\","
+                      "direction=\"ingress\"} 800"))
+      << text;
+
+  // The pod's row is evicted and made again, from zero: what it counts now is added.
+  snap.traffic.mutable_rows(0)->mutable_ingress()->set_bytes(30);
+  text = render(snap, traffic);
+  EXPECT_EQ(traffic.node().bytes[0], 1830);
+  EXPECT_TRUE(hasLine(text,
+                      "vigil_network_bytes_total{namespace=\"shop\",pod=\"cart-1\","
+                      "direction=\"ingress\"} 830"))
+      << text;
 }
 
 TEST(Metrics, SelfUsageFromProc) {

@@ -19,7 +19,9 @@ Expected<std::unique_ptr<RingReader>> RingReader::create(int mapFd, Sink sink, B
   bpf_map_info info{};
   __u32 len = sizeof info;
   r->pageSize_ = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  if (bpf_obj_get_info_by_fd(mapFd, &info, &len) == 0) {
+  if (bpf_obj_get_info_by_fd(mapFd, &info, &len) != 0) {
+    log::warn("ring buffer usage unavailable: read the map's info: " + Error(errno, "").message());
+  } else {
     void* p = ::mmap(nullptr, 2 * r->pageSize_, PROT_READ, MAP_SHARED, mapFd, 0);
     if (p != MAP_FAILED) {
       r->positions_ = p;

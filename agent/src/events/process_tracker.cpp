@@ -72,7 +72,8 @@ std::string ProcessTracker::cgroupPath(uint64_t id, uint32_t pid) {
 }
 
 void ProcessTracker::setWorkload(v1::Process& p) {
-  if (!options_.workloads) return;
+  // No path, no answer: an unknown cgroup is not the host's.
+  if (!options_.workloads || p.cgroup_path().empty()) return;
   k8s::toProto(options_.workloads->resolve(p.cgroup_path(), p.pid()), p.mutable_workload());
 }
 
@@ -132,10 +133,8 @@ void ProcessTracker::onFork(const ForkRecord& r) {
   p.set_from_procfs(false);
   const bool moved = p.cgroup_id() != r.cgroupId || p.cgroup_path().empty();
   p.set_cgroup_id(r.cgroupId);
-  if (moved) {
-    p.set_cgroup_path(cgroupPath(r.cgroupId, r.pid));
-    setWorkload(p);
-  }
+  if (moved) p.set_cgroup_path(cgroupPath(r.cgroupId, r.pid));
+  if (moved || !k8s::complete(p.workload())) setWorkload(p);
   *p.mutable_start_time() = clock_.toTimestamp(r.procStartNs);
   table_.upsert(std::move(p), r.procStartNs);
 }
@@ -149,6 +148,7 @@ std::shared_ptr<v1::Event> ProcessTracker::onExit(const ExitRecord& r) {
   v1::Process p;
   if (known) {
     p = std::move(*known);
+    if (!k8s::complete(p.workload())) setWorkload(p);  // names the pod has gained since
     auto [kept, fresh] = exited_.try_emplace(r.pid);
     if (fresh) exitedOrder_.push_back(r.pid);
     kept->second = p;

@@ -12,7 +12,7 @@
 
 #include <grpcpp/ext/health_check_service_server_builder_option.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <thread>
+#include <grpcpp/resource_quota.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 
@@ -49,28 +49,9 @@ class HealthOnlyService final : public grpc::health::v1::Health::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Watch(grpc::ServerContext* context,
-                     const grpc::health::v1::HealthCheckRequest* request,
-                     grpc::ServerWriter<Response>* writer) override {
-    Response r;
-    if (!known(request->service())) {
-      r.set_status(Response::SERVICE_UNKNOWN);
-      writer->Write(r);
-      return grpc::Status::OK;
-    }
-    // The status changes once, at shutdown: a coarse check is enough.
-    Response::ServingStatus last = Response::UNKNOWN;
-    while (!context->IsCancelled()) {
-      if (auto now = current(); now != last) {
-        r.set_status(now);
-        if (!writer->Write(r)) break;
-        last = now;
-        if (now == Response::NOT_SERVING) break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    return grpc::Status::OK;
-  }
+  // Watch is left unimplemented on purpose: the port is reachable from the node's network,
+  // and each open Watch would hold a server thread. Kubelet probes (and grpc_health_probe)
+  // call Check.
 
  private:
   static bool known(const std::string& service) {
@@ -173,6 +154,10 @@ Status ApiServer::startHealthOnly(const std::string& hostPort) {
   builder.RegisterService(healthService_.get());
   // gRPC sets SO_REUSEPORT by default: a second agent would share the port, not fail.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Health checks are tiny and short: a few threads, whoever connects to the port.
+  grpc::ResourceQuota quota("vigil-health");
+  quota.SetMaxThreads(4);
+  builder.SetResourceQuota(quota);
   // No built-in health service beside ours (a null option turns it off for this server).
   builder.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
   healthServer_ = builder.BuildAndStart();
@@ -188,12 +173,15 @@ Status ApiServer::startHealthOnly(const std::string& hostPort) {
 ApiServer::ApiServer() = default;
 ApiServer::~ApiServer() { shutdown(); }
 
+void ApiServer::stopHealth() {
+  if (!healthServer_) return;
+  healthService_->setServing(false);
+  healthServer_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  healthServer_.reset();
+}
+
 void ApiServer::shutdown() {
-  if (healthServer_) {
-    healthService_->setServing(false);
-    healthServer_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    healthServer_.reset();
-  }
+  stopHealth();
   if (!server_) return;
   server_->GetHealthCheckService()->SetServingStatus(false);
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

@@ -41,6 +41,8 @@ class ApiServer {
   ~ApiServer();
   // Stops accepting calls and waits (briefly) for running ones; idempotent.
   void shutdown();
+  // Stops the health-only server alone (the agent is going away); idempotent.
+  void stopHealth();
   // Port actually bound for TCP (useful with port 0), 0 without TCP.
   int tcpPort() const { return tcpPort_; }
 

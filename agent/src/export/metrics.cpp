@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <sstream>
 
 #include <prometheus/collectable.h>
@@ -84,13 +85,19 @@ void addEvents(const v1::GetStatusResponse& s, Families& f) {
               "Records the agent rejected as truncated or malformed, by type", l,
               static_cast<double>(e.malformed()));
   }
-  if (s.has_flows() && s.flows().state() != "off") {
+  if (s.has_flows() && s.flows().state() == "tracking") {
     Labels l{{"type", "flow"}};
     f.counter("vigil_events_total", "Events the agent received from the kernel, by type", l,
               static_cast<double>(s.flows().flows_seen()));
+    double lost = 0;  // the kernel's, as for the other types (not slow API clients)
+    for (const auto& k : s.flows().stats()) {
+      if (k.name() == "flow_records_lost_ringbuf_full" ||
+          k.name() == "drop_records_lost_ringbuf_full")
+        lost += static_cast<double>(k.value());
+    }
     f.counter("vigil_events_lost_total",
               "Events lost before the agent could read them (ring buffer full), by type", l,
-              static_cast<double>(s.flows().flows_lost()));
+              lost);
   }
   f.counter("vigil_client_events_dropped_total",
             "Events not delivered to a following API client that could not keep up", {},
@@ -128,7 +135,7 @@ void addStores(const v1::GetStatusResponse& s, Families& f) {
           {{"store", "events"}}, static_cast<double>(s.event_ring_size()));
   f.gauge("vigil_event_store_capacity", "Capacity of each in-memory event store",
           {{"store", "events"}}, static_cast<double>(s.event_ring_capacity()));
-  if (s.has_flows() && s.flows().state() != "off") {
+  if (s.has_flows() && s.flows().state() == "tracking") {
     f.gauge("vigil_event_store_events", "Recent events kept in memory for --last, by store",
             {{"store", "flows"}}, static_cast<double>(s.flows().ring_size()));
     f.gauge("vigil_event_store_capacity", "Capacity of each in-memory event store",
@@ -189,7 +196,7 @@ void addPolicies(const std::vector<v1::PolicyStatus>& policies, Families& f) {
 }
 
 void addFlows(const v1::FlowStatus& flows, Families& f) {
-  if (flows.state() == "off") return;
+  if (flows.state() != "tracking") return;
   f.gauge("vigil_flow_table_entries", "Flows in the kernel flow table", {},
           static_cast<double>(flows.table_entries()));
   f.gauge("vigil_flow_table_capacity", "Capacity of the kernel flow table (--flow-table-size)",
@@ -205,76 +212,39 @@ void addFlows(const v1::FlowStatus& flows, Families& f) {
   addStats("flow", flows.stats(), f);
 }
 
-struct PodTotals {
-  double bytes[2] = {0, 0};    // ingress, egress
-  double packets[2] = {0, 0};
-  double total() const { return bytes[0] + bytes[1]; }
-};
-
-void addTraffic(const v1::GetTrafficResponse& traffic, const std::set<std::string>& livePods,
-                const MetricsOptions& options, Families& f) {
-  PodTotals node;
-  std::map<std::pair<std::string, std::string>, PodTotals> pods;  // (namespace, pod)
-  for (const auto& row : traffic.rows()) {
-    const double in = static_cast<double>(row.ingress().bytes());
-    const double out = static_cast<double>(row.egress().bytes());
-    const double inP = static_cast<double>(row.ingress().packets());
-    const double outP = static_cast<double>(row.egress().packets());
-    node.bytes[0] += in, node.bytes[1] += out, node.packets[0] += inP, node.packets[1] += outP;
-    const auto& w = row.workload();
-    // Live pods only: a deleted pod's counters may stay in the kernel's table for a while.
-    if (w.kind() != "pod" || w.pod().empty() || !livePods.count(w.pod_uid())) continue;
-    PodTotals& p = pods[{w.namespace_(), w.pod()}];
-    p.bytes[0] += in, p.bytes[1] += out, p.packets[0] += inP, p.packets[1] += outP;
-  }
+void addTraffic(const TrafficTotals& t, Families& f) {
   const char* dirs[2] = {"ingress", "egress"};
   for (int d = 0; d < 2; d++) {
     f.counter("vigil_node_network_bytes_total",
               "IP bytes sent and received by every cgroup of the node (cgroup_skb), by "
               "direction",
-              {{"direction", dirs[d]}}, node.bytes[d]);
+              {{"direction", dirs[d]}}, t.node().bytes[d]);
     f.counter("vigil_node_network_packets_total",
               "Packets sent and received by every cgroup of the node, by direction",
-              {{"direction", dirs[d]}}, node.packets[d]);
+              {{"direction", dirs[d]}}, t.node().packets[d]);
   }
-  // The busiest pods get their own series; the others share one.
-  std::vector<std::pair<std::pair<std::string, std::string>, PodTotals>> ranked(pods.begin(),
-                                                                                 pods.end());
-  std::stable_sort(ranked.begin(), ranked.end(),
-                   [](const auto& a, const auto& b) { return a.second.total() > b.second.total(); });
-  PodTotals other;
-  size_t overflow = 0;
-  if (ranked.size() > options.maxPods) {
-    for (size_t i = options.maxPods; i < ranked.size(); i++) {
-      for (int d = 0; d < 2; d++) {
-        other.bytes[d] += ranked[i].second.bytes[d];
-        other.packets[d] += ranked[i].second.packets[d];
-      }
-    }
-    overflow = ranked.size() - options.maxPods;
-    ranked.resize(options.maxPods);
-    std::sort(ranked.begin(), ranked.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
-    ranked.push_back({{"_other", "_other"}, other});
-  }
-  for (const auto& [key, t] : ranked) {
+  auto podSeries = [&](const std::string& ns, const std::string& pod,
+                       const TrafficTotals::Counts& c) {
     for (int d = 0; d < 2; d++) {
-      Labels l{{"namespace", key.first}, {"pod", key.second}, {"direction", dirs[d]}};
+      Labels l{{"namespace", ns}, {"pod", pod}, {"direction", dirs[d]}};
       f.counter("vigil_network_bytes_total",
                 "IP bytes sent and received by a live pod's cgroups, by namespace, pod and "
                 "direction (pods beyond --metrics-max-pods are summed into pod=\"_other\")",
-                l, t.bytes[d]);
+                l, c.bytes[d]);
       f.counter("vigil_network_packets_total",
                 "Packets sent and received by a live pod's cgroups, by namespace, pod and "
                 "direction",
-                l, t.packets[d]);
+                l, c.packets[d]);
     }
-  }
+  };
+  for (const auto& [key, c] : t.pods()) podSeries(key.first, key.second, c);
+  if (t.podsInOther() > 0 || t.other().bytes[0] + t.other().bytes[1] > 0)
+    podSeries("_other", "_other", t.other());
   f.gauge("vigil_metrics_pods",
           "Live pods with network counters: reported with their own series, or summed into "
           "pod=\"_other\" over the --metrics-max-pods cap",
-          {{"series", "own"}}, static_cast<double>(ranked.size() - (overflow ? 1 : 0)));
-  f.gauge("vigil_metrics_pods", "", {{"series", "other"}}, static_cast<double>(overflow));
+          {{"series", "own"}}, static_cast<double>(t.pods().size()));
+  f.gauge("vigil_metrics_pods", "", {{"series", "other"}}, static_cast<double>(t.podsInOther()));
 }
 
 void addSelf(const SelfUsage& self, Families& f) {
@@ -292,6 +262,67 @@ void addSelf(const SelfUsage& self, Families& f) {
 }
 
 }  // namespace
+
+void TrafficTotals::update(const v1::GetTrafficResponse& rows,
+                           const std::set<std::string>& livePods, size_t maxPods) {
+  // Deleted pods lose their series (and their place under the cap).
+  for (auto it = pods_.begin(); it != pods_.end();) {
+    auto uid = podUids_.find(it->first);
+    if (uid == podUids_.end() || !livePods.count(uid->second)) {
+      podUids_.erase(it->first);
+      it = pods_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = podsInOther_.begin(); it != podsInOther_.end();)
+    it = livePods.count(*it) ? std::next(it) : podsInOther_.erase(it);
+
+  std::map<std::pair<uint64_t, std::string>, Row> seen;
+  for (const auto& row : rows.rows()) {
+    Row now{{static_cast<double>(row.ingress().bytes()), static_cast<double>(row.egress().bytes())},
+            {static_cast<double>(row.ingress().packets()),
+             static_cast<double>(row.egress().packets())}};
+    auto key = std::make_pair(row.cgroup_id(), row.protocol());
+    Row gain = now;
+    if (auto it = last_.find(key); it != last_.end()) {
+      const Row& before = it->second;
+      // A row that went down was evicted and made again: all of it is new.
+      bool restarted = false;
+      for (int d = 0; d < 2; d++)
+        restarted |= now.bytes[d] < before.bytes[d] || now.packets[d] < before.packets[d];
+      if (!restarted) {
+        for (int d = 0; d < 2; d++) {
+          gain.bytes[d] -= before.bytes[d];
+          gain.packets[d] -= before.packets[d];
+        }
+      }
+    }
+    seen[key] = now;
+    auto add = [&](Counts& c) {
+      for (int d = 0; d < 2; d++) {
+        c.bytes[d] += gain.bytes[d];
+        c.packets[d] += gain.packets[d];
+      }
+    };
+    add(node_);
+    const auto& w = row.workload();
+    if (w.kind() != "pod" || w.pod().empty() || !livePods.count(w.pod_uid())) continue;
+    PodKey pod{w.namespace_(), w.pod()};
+    auto own = pods_.find(pod);
+    if (own == pods_.end() && !podsInOther_.count(w.pod_uid()) && pods_.size() < maxPods) {
+      own = pods_.emplace(pod, Counts{}).first;
+      podUids_[pod] = w.pod_uid();
+    }
+    if (own != pods_.end()) {
+      add(own->second);
+    } else {
+      podsInOther_.insert(w.pod_uid());
+      add(other_);
+    }
+  }
+  last_ = std::move(seen);  // rows gone from the table keep what they added
+}
 
 SelfUsage readSelfUsage(const std::string& procRoot) {
   SelfUsage u;
@@ -329,7 +360,7 @@ SelfUsage readSelfUsage(const std::string& procRoot) {
 }
 
 std::vector<MetricFamily> buildFamilies(const MetricsSnapshot& snap, const SelfUsage& self,
-                                        const MetricsOptions& options) {
+                                        const TrafficTotals* traffic) {
   Families f;
   const auto& s = snap.status;
   f.gauge("vigil_build_info", "Always 1; the labels say which agent this is",
@@ -343,10 +374,10 @@ std::vector<MetricFamily> buildFamilies(const MetricsSnapshot& snap, const SelfU
   addEvents(s, f);
   addStats("process", s.kernel_stats(), f);
   addStores(s, f);
-  addPolicies(snap.policies, f);
+  if (snap.hasPolicies) addPolicies(snap.policies, f);
   if (s.has_xdp()) addStats("xdp", s.xdp().stats(), f);
   if (s.has_flows()) addFlows(s.flows(), f);
-  if (snap.hasTraffic) addTraffic(snap.traffic, snap.livePods, options, f);
+  if (traffic) addTraffic(*traffic, f);
   if (s.has_export_()) {
     f.counter("vigil_export_lines_total", "Events written to the JSON export file", {},
               static_cast<double>(s.export_().lines()));
@@ -364,12 +395,17 @@ class AgentCollector : public prometheus::Collectable {
   AgentCollector(MetricsServer::SnapshotFn snapshot, MetricsOptions options)
       : snapshot_(std::move(snapshot)), options_(options) {}
   std::vector<MetricFamily> Collect() const override {
-    return buildFamilies(snapshot_(), readSelfUsage(), options_);
+    MetricsSnapshot snap = snapshot_();
+    std::lock_guard lock(mutex_);  // the exposer may serve two scrapes at once
+    if (snap.hasTraffic) traffic_.update(snap.traffic, snap.livePods, options_.maxPods);
+    return buildFamilies(snap, readSelfUsage(), snap.hasTraffic ? &traffic_ : nullptr);
   }
 
  private:
   MetricsServer::SnapshotFn snapshot_;
   MetricsOptions options_;
+  mutable std::mutex mutex_;
+  mutable TrafficTotals traffic_;  // guarded by mutex_
 };
 
 Expected<std::unique_ptr<MetricsServer>> MetricsServer::start(const std::string& hostPort,

@@ -25,4 +25,11 @@ inline void toProto(const Workload& w, v1::Workload* out) {
   out->set_runtime(w.runtime);
 }
 
+// False while there is more to learn: a pod whose names the log directory did not have yet,
+// or a container whose name it did not have.
+inline bool complete(const v1::Workload& w) {
+  if (w.kind() != "pod") return true;
+  return !w.pod().empty() && (w.container_id().empty() || !w.container().empty());
+}
+
 }  // namespace vigil::k8s

@@ -46,7 +46,9 @@ std::string describe(const Workload& w);
 
 class WorkloadResolver {
  public:
-  static constexpr size_t kMaxCachedPaths = 4096;
+  // As many as the kernel keeps per-cgroup traffic rows for by default (--cgroup-table-size):
+  // every scrape resolves every row.
+  static constexpr size_t kMaxCachedPaths = 16384;
 
   WorkloadResolver(std::string podLogDir, std::string containerLogDir,
                    std::string procRoot = "/proc",

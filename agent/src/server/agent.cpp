@@ -234,9 +234,13 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   if (tcpEndpoint) agent->apiDescription_ += " and " + cfg.listenAddress;
   if (!healthHostPort.empty()) {
     if (auto s = agent->server_->startHealthOnly(healthHostPort); !s) return s.error();
-    agent->healthDescription_ = healthHostPort.substr(0, healthHostPort.rfind(':')) + ":" +
-                                std::to_string(agent->server_->healthPort());
-    log::info("gRPC health (alone) on " + agent->healthDescription_);
+    std::string where = healthHostPort.substr(0, healthHostPort.rfind(':')) + ":" +
+                        std::to_string(agent->server_->healthPort());
+    {
+      std::lock_guard lock(agent->descriptionMutex_);  // GetStatus is served already
+      agent->healthDescription_ = where;
+    }
+    log::info("gRPC health (alone) on " + where);
   }
   if (!metricsHostPort.empty()) {
     auto metrics = api::MetricsServer::start(
@@ -244,9 +248,13 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
     if (!metrics) return metrics.error();
     agent->metrics_ = std::move(metrics.value());
     auto colon = metricsHostPort.rfind(':');
-    agent->metricsDescription_ = "http://" + metricsHostPort.substr(0, colon) + ":" +
-                                 std::to_string(agent->metrics_->port()) + "/metrics";
-    log::info("Prometheus metrics on " + agent->metricsDescription_);
+    std::string where = "http://" + metricsHostPort.substr(0, colon) + ":" +
+                        std::to_string(agent->metrics_->port()) + "/metrics";
+    {
+      std::lock_guard lock(agent->descriptionMutex_);
+      agent->metricsDescription_ = where;
+    }
+    log::info("Prometheus metrics on " + where);
   }
 
   if (!cfg.exportFile.empty()) {
@@ -290,6 +298,9 @@ void Agent::stop() {
   }
   policyWake_.notify_all();
   if (policyThread_.joinable()) policyThread_.join();
+  // No scrape or probe runs past this point: both read state that is torn down below.
+  metrics_.reset();
+  if (server_) server_->stopHealth();
   if (reader_) reader_->stop();
   if (xdpReader_) xdpReader_->stop();
   if (flowReader_) flowReader_->stop();
@@ -302,11 +313,13 @@ void Agent::stop() {
   // Every decoded event is published now: the export file gets all of them.
   if (exporter_) {
     auto st = exporter_->stats();
-    exporter_.reset();
+    {
+      std::lock_guard lock(exporterMutex_);  // GetStatus may be reading its stats
+      exporter_.reset();
+    }
     log::info("JSON export: " + std::to_string(st.lines) + " lines written to " +
               config_.exportFile + " and its rotations");
   }
-  metrics_.reset();  // no scrape runs past this point
   hub_.close();  // ends following streams, so the server can shut down promptly
   flowHub_.close();
   if (server_) server_->shutdown();
@@ -571,12 +584,14 @@ void Agent::startFlows() {
       e->set_exec_id(p->exec_id());
     }
     e->set_cgroup_path(cgroups_->pathFor(e->cgroup_id(), e->pid()));
-    if (p && p->cgroup_id() == e->cgroup_id() && p->has_workload()) {
+    if (p && p->cgroup_id() == e->cgroup_id() && p->has_workload() &&
+        k8s::complete(p->workload())) {
       *e->mutable_workload() = p->workload();
     } else if (!e->cgroup_path().empty()) {
       k8s::toProto(workloads_->resolve(e->cgroup_path(), e->pid()), e->mutable_workload());
     }
-    return p && p->comm() == e->comm() && !e->cgroup_path().empty();
+    return p && p->comm() == e->comm() && !e->cgroup_path().empty() &&
+           k8s::complete(e->workload());
   };
   flowTracker_ = std::make_unique<events::FlowTracker>(to, events::Clock(), std::move(ctx));
   std::lock_guard lock(flowMutex_);
@@ -887,15 +902,18 @@ v1::GetStatusResponse Agent::status() const {
   k->set_name("fork_records_seen");
   k->set_value(seen_[VIGIL_REC_FORK]);
   s.set_clients(static_cast<uint32_t>(hub_.clients() + flowHub_.clients()));
-  s.set_client_events_dropped(hub_.clientDropped());
+  s.set_client_events_dropped(hub_.clientDropped() + flowHub_.clientDropped());
   s.set_event_ring_size(hub_.ringSize());
   s.set_event_ring_capacity(hub_.ringCapacity());
   s.set_process_table_size(tableSize_);
   s.set_process_table_capacity(config_.processTableSize);
   s.set_process_table_evictions(tableEvictions_);
   s.set_api_address(apiDescription_);
-  s.set_metrics_address(metricsDescription_);
-  s.set_health_address(healthDescription_);
+  {
+    std::lock_guard lock(descriptionMutex_);
+    s.set_metrics_address(metricsDescription_);
+    s.set_health_address(healthDescription_);
+  }
   if (workloads_) s.set_pod_metadata(workloads_->state());
   auto addRing = [&](const char* name, const std::unique_ptr<bpf::RingReader>& r) {
     if (!r) return;
@@ -910,6 +928,7 @@ v1::GetStatusResponse Agent::status() const {
   addRing("flows", flowReader_);
   fillXdpStatus(s.mutable_xdp());
   fillFlowStatus(s.mutable_flows());
+  std::lock_guard exporterLock(exporterMutex_);
   if (exporter_) {
     auto st = exporter_->stats();
     auto* e = s.mutable_export_();
@@ -929,8 +948,9 @@ api::MetricsSnapshot Agent::metricsSnapshot() const {
   v1::ListPoliciesResponse policies;
   if (service_ && service_->ListPolicies(nullptr, &request, &policies).ok()) {
     m.policies.assign(policies.policies().begin(), policies.policies().end());
+    m.hasPolicies = true;
   }
-  if (flow_) {
+  if (flow_ && flow_->running("cgroup_traffic")) {
     m.traffic = traffic(v1::GetTrafficRequest());
     m.hasTraffic = true;
     for (const auto& pod : workloads_->directory().pods()) m.livePods.insert(pod.uid);

@@ -120,12 +120,14 @@ class Agent {
   std::mutex policyMutex_;
   std::condition_variable policyWake_;
   bool policyStop_ = false;  // guarded by policyMutex_
-  std::unique_ptr<api::JsonExporter> exporter_;  // set once at start, reset at stop
+  mutable std::mutex exporterMutex_;
+  std::unique_ptr<api::JsonExporter> exporter_;  // set once at start, reset at stop (mutex)
   std::unique_ptr<api::VigilService> service_;
   std::unique_ptr<api::ApiServer> server_;  // also the health-only server
   std::string apiDescription_;
   std::unique_ptr<api::MetricsServer> metrics_;
-  std::string metricsDescription_, healthDescription_;
+  mutable std::mutex descriptionMutex_;
+  std::string metricsDescription_, healthDescription_;  // guarded by descriptionMutex_
 
   std::mutex queueMutex_;
   std::condition_variable queueReady_;
