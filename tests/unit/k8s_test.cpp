@@ -632,6 +632,32 @@ TEST(K8sWorkloadResolver, HybridHostFallsBackToProcPidCgroup) {
   EXPECT_EQ(r.state().find("fallback: off"), std::string::npos);
 }
 
+TEST(K8sWorkloadResolver, ProcFallbackRestsOnPathsThatNeverHeldAContainer) {
+  TempTree t;
+  t.write(podDirName("default", "legacy", kUid) + "/app/0.log");
+  const std::string v1 = "/kubepods/besteffort/pod" + kUid + "/" + kId;
+  const std::string container = "11:pids:" + v1 + "\n0::/system.slice/containerd.service\n";
+  const std::string plain = "11:pids:/user.slice\n0::/user.slice/session-1.scope\n";
+  for (int pid = 100; pid < 120; pid++) t.write("proc/" + std::to_string(pid) + "/cgroup", plain);
+  t.write("proc/200/cgroup", container);
+  t.write("proc/201/cgroup", "11:pids:/\n0::/system.slice/containerd.service\n");
+  t.write("proc/202/cgroup", container);
+  t.write("proc/300/cgroup", container);  // as if a container had joined the session's cgroup
+  WorkloadResolver r(t.str("pods"), t.str("containers"), t.str("proc"));
+
+  // A session's processes: read until kFallbackMisses misses in a row, then the path rests.
+  for (uint32_t i = 0; i < WorkloadResolver::kFallbackMisses; i++)
+    EXPECT_EQ(r.resolve("/user.slice/session-1.scope", 100 + i), Workload{});
+  EXPECT_EQ(r.resolve("/user.slice/session-1.scope", 300), Workload{}) << "read while resting";
+
+  // The runtime's cgroup, where it found a container once, is read every time.
+  Workload want{Workload::Kind::pod, "default", "legacy", kUid, "app", kId, ""};
+  EXPECT_EQ(r.resolve("/system.slice/containerd.service", 200), want);
+  for (int i = 0; i < 20; i++)
+    EXPECT_EQ(r.resolve("/system.slice/containerd.service", 201), Workload{});  // the runtime
+  EXPECT_EQ(r.resolve("/system.slice/containerd.service", 202), want);
+}
+
 TEST(K8sWorkloadResolver, ProcFallbackSwitchesOffOnAPureV2Host) {
   TempTree t;
   const std::string v1 = "/kubepods/besteffort/pod" + kUid + "/" + kId;

@@ -109,7 +109,26 @@ Workload WorkloadResolver::resolve(std::string_view cgroupPath, uint32_t pid) {
   }
 
   if (pid != 0 && procFallback_.load() != ProcFallback::off) {
-    if (auto fromPid = fromProc(pid)) {
+    {
+      std::lock_guard lock(mutex_);
+      auto it = cache_.find(key);
+      if (it != cache_.end() && !it->second.fallbackFound && now < it->second.fallbackRestUntil)
+        return Workload{};
+    }
+    auto fromPid = fromProc(pid);
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = cache_.find(key); it != cache_.end()) {
+        Entry& e = it->second;
+        if (fromPid) {
+          e.fallbackFound = true;
+        } else if (++e.fallbackMisses >= kFallbackMisses) {
+          e.fallbackMisses = 0;
+          e.fallbackRestUntil = now + kFallbackRest;
+        }
+      }
+    }
+    if (fromPid) {
       bool complete = false;
       return build(*fromPid, &complete);
     }

@@ -12,7 +12,7 @@
 //    passed since the last try, so a pod whose log directory appears after its first process
 //    resolves on a later call.
 //  - nothing per pid: the /proc/<pid>/cgroup fallback reads the file on each call for a path
-//    that names no container. It is switched off for good once a read shows a host with no v1
+//    that names no container (but rests for a path where it keeps finding none, see Entry). It is switched off for good once a read shows a host with no v1
 //    hierarchy (only a "0::" line), where it could never find more than the path did.
 //  - the pod directory keeps its own maps (see pod_directory.hpp).
 
@@ -49,6 +49,12 @@ class WorkloadResolver {
   // As many as the kernel keeps per-cgroup traffic rows for by default (--cgroup-table-size):
   // every scrape resolves every row.
   static constexpr size_t kMaxCachedPaths = 16384;
+  // On a hybrid host the fallback reads a file per exec of every host process. A path where
+  // it never found a container (a user session, an ordinary service) is read at most this
+  // many times per kFallbackRest; a path where it did (the runtime's own service, whose
+  // cgroup v1-only containers share) on every call.
+  static constexpr uint32_t kFallbackMisses = 8;
+  static constexpr std::chrono::seconds kFallbackRest{10};
 
   WorkloadResolver(std::string podLogDir, std::string containerLogDir,
                    std::string procRoot = "/proc",
@@ -70,6 +76,11 @@ class WorkloadResolver {
     Workload workload;
     bool complete = false;
     std::chrono::steady_clock::time_point lastTry;
+    // The /proc fallback for processes of this (containerless) path: whether it ever found a
+    // container here, its misses in a row, and until when it rests after kFallbackMisses.
+    bool fallbackFound = false;
+    uint32_t fallbackMisses = 0;
+    std::chrono::steady_clock::time_point fallbackRestUntil;
   };
   // The workload of a container reference; complete when nothing is left to learn.
   Workload build(const ContainerRef& ref, bool* complete);
