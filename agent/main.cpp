@@ -154,11 +154,11 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0u, 1000u));
   app.add_option("--export-types", cfg.exportTypes,
-                 "Only these event types in the export: exec, exit, policy, drop, flow "
+                 "Only these event types in the export: exec, exit, policy, drop, flow, oom "
                  "(comma-separated; default all). Lost-event notices are always written")
       ->delimiter(',')
       ->type_name("TYPE,...")
-      ->check(CLI::IsMember({"exec", "exit", "policy", "drop", "flow"}));
+      ->check(CLI::IsMember({"exec", "exit", "policy", "drop", "flow", "oom"}));
   app.add_option("--export-namespaces", cfg.exportNamespaces,
                  "Only events of processes (and flows with an endpoint) in these Kubernetes "
                  "namespaces in the export (comma-separated; default every namespace and the "

@@ -32,6 +32,7 @@ int BPF_PROG(vigil_exit, struct task_struct *task)
 	r->cgroup_id = extract__cgroup_id(task);
 	r->proc_start_ns = extract__proc_start_ns(task);
 	bpf_get_current_comm(r->comm, sizeof(r->comm));
+	r->peak_rss_pages = BPF_CORE_READ(sig, maxrss);
 	bpf_ringbuf_submit(r, emit__wakeup_flags());
 	stats__inc(VIGIL_STAT_EXIT_EMITTED);
 	return 0;

@@ -29,6 +29,7 @@ Examples:
   vigil observe -f --type drop               dropped packets as they happen, with the reason
   vigil observe -f --port 443 --not --ip 10.0.0.0/8
   vigil traffic                              packets and bytes per cgroup, in and out
+  vigil top                                  memory per process, refreshing (--by pod)
   vigil policy apply -f deny-tmp.yaml        enforce the policies in a file
   vigil policy list                          policies, their state and rule hit counts
 
@@ -169,6 +170,7 @@ v1::GetEventsRequest buildEventsRequest(const Flags& flags, bool lastGiven, bool
     request.add_types(type == "exec"   ? v1::EVENT_TYPE_EXEC
                       : type == "exit" ? v1::EVENT_TYPE_EXIT
                       : type == "drop" ? v1::EVENT_TYPE_DROP
+                      : type == "oom"  ? v1::EVENT_TYPE_OOM_KILL
                                        : v1::EVENT_TYPE_POLICY);
   }
   for (const auto& text : flags.pids) {
@@ -290,12 +292,12 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
           ->type_name("N");
   events
       ->add_option("--type", flags.types,
-                   "Only this event type: exec, exit, policy (kills and audits) or drop "
-                   "(packets XDP rules dropped, sampled)")
+                   "Only this event type: exec, exit, policy (kills and audits), drop "
+                   "(packets XDP rules dropped, sampled) or oom (OOM kills)")
       ->type_name("TYPE")
       ->delimiter(',')
       ->allow_extra_args(false)
-      ->check(CLI::IsMember({"exec", "exit", "policy", "drop"}));
+      ->check(CLI::IsMember({"exec", "exit", "policy", "drop", "oom"}));
   events->add_option("--pid", flags.pids, "Only events of this process id")
       ->type_name("PID")
       ->delimiter(',')
@@ -327,6 +329,7 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
       ->capture_default_str();
 
   FlowCommands flows(app);
+  TopCommands top(app);
 
   CLI::App* policy = app.add_subcommand(
       "policy", "Validate, apply, list and delete policies that kill or audit execs");
@@ -361,7 +364,7 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
     std::vector<std::string> reversed(args.rbegin(), args.rend());
     app.parse(reversed);
     if (app.get_subcommands().empty()) {
-      throw CLI::RequiredError("A command (status, events, observe, traffic or policy)");
+      throw CLI::RequiredError("A command (status, events, observe, traffic, top or policy)");
     }
     if (policy->parsed() && policy->get_subcommands().empty()) {
       throw CLI::RequiredError("A policy command (validate, apply, list or delete)");
@@ -385,6 +388,8 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
       invocation.command = flows.observeCommand(args, env.now);
     } else if (flows.traffic()->parsed()) {
       invocation.command = flows.trafficCommand();
+    } else if (top.top()->parsed()) {
+      invocation.command = top.command(env.stdoutIsTty);
     } else if (validate->parsed()) {
       invocation.command = PolicyValidateCommand{flags.policyFile};
     } else if (apply->parsed()) {
@@ -407,7 +412,7 @@ ParseResult parseCommandLine(const std::vector<std::string>& args, std::ostream&
     // The command whose --help explains the flag: "vigil policy apply", "vigil events", ...
     std::string command = "vigil";
     for (const CLI::App* sub : std::initializer_list<const CLI::App*>{
-             events, flows.observe(), flows.traffic(), status, policy}) {
+             events, flows.observe(), flows.traffic(), top.top(), status, policy}) {
       if (sub->parsed()) command += " " + sub->get_name();
     }
     for (const CLI::App* sub : {validate, apply, remove, list}) {
@@ -448,6 +453,9 @@ int execute(const Invocation& invocation, std::ostream& out, std::ostream& err,
   }
   if (const auto* traffic = std::get_if<TrafficCommand>(&invocation.command)) {
     return runTraffic(call, *traffic, out, err);
+  }
+  if (const auto* top = std::get_if<TopCommand>(&invocation.command)) {
+    return runTop(call, *top, out, err);
   }
   return runStatus(invocation, std::get<StatusCommand>(invocation.command), out, err, env);
 }

@@ -12,6 +12,7 @@
 #include "cli/src/format.hpp"
 #include "cli/src/interrupt.hpp"
 #include "cli/src/observe.hpp"
+#include "cli/src/top.hpp"
 #include "cli/src/policy.hpp"
 #include "vigil/v1/vigil.pb.h"
 
@@ -51,7 +52,8 @@ struct Invocation {
   std::chrono::nanoseconds timeout{};
   bool color = false;
   std::variant<StatusCommand, EventsCommand, PolicyValidateCommand, PolicyApplyCommand,
-               PolicyDeleteCommand, PolicyListCommand, ObserveCommand, TrafficCommand>
+               PolicyDeleteCommand, PolicyListCommand, ObserveCommand, TrafficCommand,
+               TopCommand>
       command;
 };
 

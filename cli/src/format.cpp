@@ -39,6 +39,7 @@ const v1::Process* processOf(const v1::Event& event) {
   if (event.has_exec()) return &event.exec().process();
   if (event.has_exit()) return &event.exit().process();
   if (event.has_policy()) return &event.policy().process();
+  if (event.has_oom_kill()) return &event.oom_kill().process();
   return nullptr;
 }
 
@@ -385,6 +386,8 @@ std::string eventTypeName(v1::EventType type) {
       return "drop";
     case v1::EVENT_TYPE_FLOW:
       return "flow";
+    case v1::EVENT_TYPE_OOM_KILL:
+      return "oom";
     default:
       return "unknown";
   }
@@ -483,6 +486,17 @@ std::string formatCompact(const v1::Event& event, bool color) {
     return out + parentSummary(event, *process);
   }
 
+  if (event.has_oom_kill()) {
+    const auto& oom = event.oom_kill();
+    const uint64_t rss = oom.anon_rss_bytes() + oom.file_rss_bytes() + oom.shmem_rss_bytes();
+    out += paint("OOM", kBoldRed, color) + "   " + processSummary(*process) +
+           "  rss=" + std::to_string(rss) + " (anon " + std::to_string(oom.anon_rss_bytes()) +
+           ", file " + std::to_string(oom.file_rss_bytes()) + ", shmem " +
+           std::to_string(oom.shmem_rss_bytes()) + ")";
+    if (!process->cgroup_path().empty()) out += "  cgroup=" + sanitize(process->cgroup_path());
+    return out;
+  }
+
   const auto& exit = event.exit();
   out += paint("exit", exitFailed(exit) ? kRed : kYellow, color) +
          "  pid=" + std::to_string(process->pid()) + " " + programOf(*process) + " " +
@@ -516,6 +530,11 @@ std::vector<std::string> eventTableRow(const v1::Event& event) {
       for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       result += (result.empty() ? "" : "  ") + policyVerdict(event.policy());
     }
+  } else if (event.has_oom_kill()) {
+    type = "oom";
+    const auto& oom = event.oom_kill();
+    result = "killed by the OOM killer, rss " +
+             std::to_string(oom.anon_rss_bytes() + oom.file_rss_bytes() + oom.shmem_rss_bytes());
   } else {
     type = "exit";
     result = exitResult(event.exit());

@@ -105,6 +105,24 @@ vigil events --last 500 -o compact --no-color >"$tmp/events.txt"
 grep -q "exec .*$marker" "$tmp/events.txt" || fail "compact output lacks the marker"
 echo "exec of /bin/echo $marker seen through vigil events --last"
 
+# `vigil top`: a sleeping process's memory, as /proc/PID/status gives it.
+sleep 30 &
+sleeper=$!
+vigil top --once --pid "$sleeper" -o json >"$tmp/top.json" || fail "vigil top --once failed"
+vm_rss=$(awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$sleeper/status")
+python3 - "$tmp/top.json" "$sleeper" "$vm_rss" <<'PY' || fail "vigil top does not match /proc/$sleeper/status"
+import json, sys
+top = json.load(open(sys.argv[1]))
+rows = top["rows"]
+assert len(rows) == 1 and rows[0]["pid"] == int(sys.argv[2]), rows
+rss, want = int(rows[0]["memory"]["rss_bytes"]), int(sys.argv[3])
+assert abs(rss - want) <= max(want // 100, 256 * 1024), (rss, want)  # a per-CPU batch at most
+assert int(top["snapshot_ns"]) > 0 and top["processes"] > 1, top
+PY
+vigil top --once --no-color -n 3 | grep -q "^PID  *COMM" || fail "vigil top --once prints no table"
+kill "$sleeper"
+echo "vigil top: the sleeping process's RSS matches /proc"
+
 # --- 2. bad flags: exit code 2
 set +e
 vigil events --type nonsense >/dev/null 2>"$tmp/err"

@@ -51,7 +51,7 @@ cleanup() {
     kill "$agent_pid" 2>/dev/null || true
     wait "$agent_pid" 2>/dev/null || true
   fi
-  [ -z "$prom_pid" ] || wait "$prom_pid" 2>/dev/null || true
+  for pid in $prom_pid $sink_pid; do wait "$pid" 2>/dev/null || true; done
   "$AGENT" --cleanup --pin-dir "$pins" >/dev/null 2>&1 || true
   ip link del "$veth_host" 2>/dev/null || true
   ip netns del "$netns" 2>/dev/null || true
@@ -185,6 +185,13 @@ for _ in range(10):
     s.sendto(b"p" * 500, ("127.0.0.1", int(sys.argv[1])))' "$sink_port"
 ) || fail "the sender in the pod cgroup failed"
 
+# A process that stays in the pod, for its memory gauge.
+(
+  echo "$BASHPID" >"$pod_cg/cgroup.procs"
+  exec sleep 60
+) &
+sink_pid="$sink_pid $!"
+
 # --- What Prometheus must have scraped.
 expect "exec audits by rule" \
   'vigil_exec_policy_actions_total{policy="metrics-e2e",rule="marker",action="audit"}' 7
@@ -202,6 +209,8 @@ expect "pod egress packets" \
 expect "node egress covers the pod" \
   'vigil_node_network_bytes_total{direction="egress"} >= bool 5280' 1
 expect "one pod with series" 'vigil_metrics_pods{series="own"}' 1
+expect "pod memory" 'vigil_memory_rss_bytes{namespace="metrics",pod="sender"} > bool 100000' 1
+expect "no OOM kills" 'vigil_oom_kills_total' 0
 expect "ring buffer size" 'vigil_ring_buffer_size_bytes{ring="events"}' 8388608
 expect "agent memory" 'vigil_agent_resident_memory_bytes > bool 1e6' 1
 expect "agent CPU" 'sum(vigil_agent_cpu_seconds_total) > bool 0' 1

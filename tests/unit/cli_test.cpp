@@ -269,7 +269,7 @@ TEST(cliParse, BadPolicyFlagsExitTwoAndPointAtTheirCommand) {
       {{"policy", "delete"}, "NAME is required", "vigil policy delete"},
       {{"policy", "delete", "a", "b"}, "b", "vigil policy delete"},
       {{"policy", "list", "-o", "yaml"}, "--output: yaml not in {table,json}", "vigil policy list"},
-      {{"events", "--type", "kill"}, "--type: kill not in {exec,exit,policy,drop}", "vigil events"},
+      {{"events", "--type", "kill"}, "--type: kill not in {exec,exit,policy,drop,oom}", "vigil events"},
   };
   for (const auto& c : cases) test_support::expectUsageError(c.args, c.message, c.help);
 }
@@ -300,7 +300,7 @@ TEST(cliParse, PolicyHelpTeaches) {
   EXPECT_NE(out.str().find("policy"), std::string::npos) << out.str();
   out.str("");
   EXPECT_EQ(run({"events", "--help"}, out, err, testEnvironment()), 0);
-  EXPECT_NE(out.str().find("exec, exit, policy (kills and audits) or drop"), std::string::npos)
+  EXPECT_NE(out.str().find("exec, exit, policy (kills and audits), drop"), std::string::npos)
       << out.str();
   EXPECT_EQ(err.str(), "");
 }
@@ -420,7 +420,7 @@ TEST(cliParse, BadFlagsExitTwoWithOneClearMessage) {
     std::string message;
   };
   const std::vector<Case> cases = {
-      {{"events", "--type", "fork"}, "--type: fork not in {exec,exit,policy,drop}"},
+      {{"events", "--type", "fork"}, "--type: fork not in {exec,exit,policy,drop,oom}"},
       {{"events", "--type", "exec,bogus"}, "bogus"},
       {{"events", "--since", "yesterday"}, "--since: expected a duration"},
       {{"events", "--since", "5"}, "--since"},
@@ -436,7 +436,7 @@ TEST(cliParse, BadFlagsExitTwoWithOneClearMessage) {
       {{"events", "--bogus"}, "--bogus"},
       {{"--timeout", "0s", "status"}, "--timeout"},
       {{"frobnicate"}, "frobnicate"},
-      {{}, "A command (status, events, observe, traffic or policy) is required"},
+      {{}, "A command (status, events, observe, traffic, top or policy) is required"},
   };
   for (const auto& c : cases) {
     std::ostringstream out;

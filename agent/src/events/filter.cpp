@@ -14,6 +14,7 @@ const v1::Process* processOf(const v1::Event& event) {
     case v1::Event::kExec: return &event.exec().process();
     case v1::Event::kExit: return &event.exit().process();
     case v1::Event::kPolicy: return &event.policy().process();
+    case v1::Event::kOomKill: return &event.oom_kill().process();
     default: return nullptr;
   }
 }
@@ -22,7 +23,7 @@ Expected<EventFilter> EventFilter::fromRequest(const v1::GetEventsRequest& reque
   EventFilter f;
   for (int t : request.types()) {
     if (t != v1::EVENT_TYPE_EXEC && t != v1::EVENT_TYPE_EXIT && t != v1::EVENT_TYPE_LOST &&
-        t != v1::EVENT_TYPE_POLICY && t != v1::EVENT_TYPE_DROP) {
+        t != v1::EVENT_TYPE_POLICY && t != v1::EVENT_TYPE_DROP && t != v1::EVENT_TYPE_OOM_KILL) {
       return Error(EINVAL, "types: unsupported event type " + std::to_string(t));
     }
     f.types_.push_back(static_cast<v1::EventType>(t));

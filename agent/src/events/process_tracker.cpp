@@ -176,6 +176,7 @@ std::shared_ptr<v1::Event> ProcessTracker::onExit(const ExitRecord& r) {
   exit->set_exit_code(r.exitCode());
   exit->set_signal(r.signal());
   exit->set_core_dumped(r.coreDumped());
+  exit->set_peak_rss_bytes(r.peakRssPages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)));
   if (r.ktimeNs > r.procStartNs) *exit->mutable_lifetime() = durationNs(r.ktimeNs - r.procStartNs);
   return ev;
 }

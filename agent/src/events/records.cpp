@@ -77,6 +77,7 @@ Expected<Record> decodeExit(std::span<const uint8_t> raw) {
   e.cgroupId = r.cgroup_id;
   e.procStartNs = r.proc_start_ns;
   e.comm = fixedString(r.comm, sizeof r.comm);
+  e.peakRssPages = r.peak_rss_pages;
   return Record(std::move(e));
 }
 

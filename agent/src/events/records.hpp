@@ -41,6 +41,7 @@ struct ExitRecord {
   uint64_t cgroupId = 0;
   uint64_t procStartNs = 0;
   std::string comm;
+  uint64_t peakRssPages = 0;
 
   // Decoded from the wait status.
   int exitCode() const { return signal() == 0 ? static_cast<int>((status >> 8) & 0xff) : 0; }

@@ -98,6 +98,7 @@ struct WorkloadSelector {
       case v1::Event::kExec: return matches(e.exec().process().workload());
       case v1::Event::kExit: return matches(e.exit().process().workload());
       case v1::Event::kPolicy: return matches(e.policy().process().workload());
+      case v1::Event::kOomKill: return matches(e.oom_kill().process().workload());
       case v1::Event::kFlow:
         return matches(e.flow().source().workload()) ||
                matches(e.flow().destination().workload());

@@ -63,11 +63,27 @@ grpc::Status stream(grpc::ServerContext* context, server::EventHub& hub, Matcher
 }  // namespace
 
 VigilService::VigilService(server::EventHub& hub, StatusFn status, PolicyHooks policies,
-                           FlowHooks flows)
+                           FlowHooks flows, AccountingFn accounting)
     : hub_(hub),
       status_(std::move(status)),
       policies_(std::move(policies)),
-      flows_(std::move(flows)) {}
+      flows_(std::move(flows)),
+      accounting_(std::move(accounting)) {}
+
+grpc::Status VigilService::GetAccounting(grpc::ServerContext*,
+                                         const v1::GetAccountingRequest* request,
+                                         v1::GetAccountingResponse* response) {
+  if (!accounting_) return {grpc::StatusCode::UNIMPLEMENTED, "memory accounting is not running"};
+  auto r = accounting_(*request);
+  if (!r) {
+    const auto code = r.error().code() == EINVAL    ? grpc::StatusCode::INVALID_ARGUMENT
+                      : r.error().code() == ENOTSUP ? grpc::StatusCode::FAILED_PRECONDITION
+                                                    : grpc::StatusCode::INTERNAL;
+    return {code, code == grpc::StatusCode::INTERNAL ? r.error().message() : r.error().context()};
+  }
+  *response = std::move(r.value());
+  return grpc::Status::OK;
+}
 
 grpc::Status VigilService::GetEvents(grpc::ServerContext* context,
                                      const v1::GetEventsRequest* request,

@@ -34,12 +34,16 @@ struct FlowHooks {
   std::function<v1::GetTrafficResponse(const v1::GetTrafficRequest&)> traffic;
 };
 
+// GetAccounting: errors are EINVAL (a bad request) or ENOTSUP (not on this kernel).
+using AccountingFn =
+    std::function<Expected<v1::GetAccountingResponse>(const v1::GetAccountingRequest&)>;
+
 class VigilService final : public v1::Vigil::Service {
  public:
   using StatusFn = std::function<v1::GetStatusResponse()>;
 
   VigilService(server::EventHub& hub, StatusFn status, PolicyHooks policies = {},
-               FlowHooks flows = {});
+               FlowHooks flows = {}, AccountingFn accounting = {});
 
   grpc::Status GetEvents(grpc::ServerContext* context, const v1::GetEventsRequest* request,
                          grpc::ServerWriter<v1::GetEventsResponse>* writer) override;
@@ -55,12 +59,15 @@ class VigilService final : public v1::Vigil::Service {
                         grpc::ServerWriter<v1::GetFlowsResponse>* writer) override;
   grpc::Status GetTraffic(grpc::ServerContext* context, const v1::GetTrafficRequest* request,
                           v1::GetTrafficResponse* response) override;
+  grpc::Status GetAccounting(grpc::ServerContext* context, const v1::GetAccountingRequest* request,
+                             v1::GetAccountingResponse* response) override;
 
  private:
   server::EventHub& hub_;
   StatusFn status_;
   PolicyHooks policies_;
   FlowHooks flows_;
+  AccountingFn accounting_;
 };
 
 }  // namespace vigil::api

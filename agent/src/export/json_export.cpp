@@ -25,7 +25,7 @@ const std::map<std::string, v1::EventType>& exportTypes() {
   static const std::map<std::string, v1::EventType> types = {
       {"exec", v1::EVENT_TYPE_EXEC},     {"exit", v1::EVENT_TYPE_EXIT},
       {"policy", v1::EVENT_TYPE_POLICY}, {"drop", v1::EVENT_TYPE_DROP},
-      {"flow", v1::EVENT_TYPE_FLOW}};
+      {"flow", v1::EVENT_TYPE_FLOW},     {"oom", v1::EVENT_TYPE_OOM_KILL}};
   return types;
 }
 
@@ -59,7 +59,7 @@ Expected<std::unique_ptr<JsonExporter>> JsonExporter::start(const JsonExportOpti
     auto it = exportTypes().find(name);
     if (it == exportTypes().end())
       return Error(EINVAL, "--export-types: unknown type '" + name +
-                               "' (exec, exit, policy, drop or flow)");
+                               "' (exec, exit, policy, drop, flow or oom)");
     types.push_back(it->second);
   }
   events::WorkloadSelector workloads;

@@ -69,6 +69,7 @@ std::string eventTypeName(v1::EventType t) {
     case v1::EVENT_TYPE_POLICY: return "policy";
     case v1::EVENT_TYPE_DROP: return "drop";
     case v1::EVENT_TYPE_FLOW: return "flow";
+    case v1::EVENT_TYPE_OOM_KILL: return "oom";
     default: return "other";
   }
 }
@@ -247,6 +248,42 @@ void addTraffic(const TrafficTotals& t, Families& f) {
   f.gauge("vigil_metrics_pods", "", {{"series", "other"}}, static_cast<double>(t.podsInOther()));
 }
 
+void addMemory(const v1::GetAccountingResponse& m, const std::set<std::string>& livePods,
+               size_t maxPods, Families& f) {
+  f.gauge("vigil_node_memory_rss_bytes", "RSS of every process on the node (anon + file + shmem)",
+          {}, static_cast<double>(m.total().rss_bytes()));
+  f.gauge("vigil_memory_snapshot_seconds", "Time the last memory snapshot took (task iterator)",
+          {}, static_cast<double>(m.snapshot_ns()) / 1e9);
+  // Rows come largest RSS first: the biggest pods get their own series.
+  size_t own = 0;
+  double otherRss = 0, otherPeak = 0;
+  bool other = false;
+  for (const auto& row : m.rows()) {
+    const auto& w = row.workload();
+    if (w.kind() != "pod" || w.pod().empty() || !livePods.count(w.pod_uid())) continue;
+    if (own >= maxPods) {
+      other = true;
+      otherRss += static_cast<double>(row.memory().rss_bytes());
+      otherPeak += static_cast<double>(row.memory().peak_rss_bytes());
+      continue;
+    }
+    own++;
+    Labels l{{"namespace", w.namespace_()}, {"pod", w.pod()}};
+    f.gauge("vigil_memory_rss_bytes",
+            "RSS of a live pod's processes (anon + file + shmem, as VmRSS), by namespace and pod "
+            "(pods beyond --metrics-max-pods are summed into pod=\"_other\")",
+            l, static_cast<double>(row.memory().rss_bytes()));
+    f.gauge("vigil_memory_peak_rss_bytes",
+            "Sum of the peak RSS (VmHWM) of a live pod's processes, by namespace and pod", l,
+            static_cast<double>(row.memory().peak_rss_bytes()));
+  }
+  if (other) {
+    Labels l{{"namespace", "_other"}, {"pod", "_other"}};
+    f.gauge("vigil_memory_rss_bytes", "", l, otherRss);
+    f.gauge("vigil_memory_peak_rss_bytes", "", l, otherPeak);
+  }
+}
+
 void addSelf(const SelfUsage& self, Families& f) {
   f.counter("vigil_agent_cpu_seconds_total", "CPU time the agent used, by mode",
             {{"mode", "user"}}, self.userSeconds);
@@ -360,7 +397,7 @@ SelfUsage readSelfUsage(const std::string& procRoot) {
 }
 
 std::vector<MetricFamily> buildFamilies(const MetricsSnapshot& snap, const SelfUsage& self,
-                                        const TrafficTotals* traffic) {
+                                        const TrafficTotals* traffic, size_t maxPods) {
   Families f;
   const auto& s = snap.status;
   f.gauge("vigil_build_info", "Always 1; the labels say which agent this is",
@@ -378,6 +415,12 @@ std::vector<MetricFamily> buildFamilies(const MetricsSnapshot& snap, const SelfU
   if (s.has_xdp()) addStats("xdp", s.xdp().stats(), f);
   if (s.has_flows()) addFlows(s.flows(), f);
   if (traffic) addTraffic(*traffic, f);
+  if (snap.hasMemory) addMemory(snap.memory, snap.livePods, maxPods, f);
+  for (const auto& e : s.events()) {
+    if (e.type() == v1::EVENT_TYPE_OOM_KILL)
+      f.counter("vigil_oom_kills_total", "Processes the kernel's OOM killer chose (oom/mark_victim)",
+                {}, static_cast<double>(e.seen()));
+  }
   if (s.has_export_()) {
     f.counter("vigil_export_lines_total", "Events written to the JSON export file", {},
               static_cast<double>(s.export_().lines()));
@@ -398,7 +441,8 @@ class AgentCollector : public prometheus::Collectable {
     MetricsSnapshot snap = snapshot_();
     std::lock_guard lock(mutex_);  // the exposer may serve two scrapes at once
     if (snap.hasTraffic) traffic_.update(snap.traffic, snap.livePods, options_.maxPods);
-    return buildFamilies(snap, readSelfUsage(), snap.hasTraffic ? &traffic_ : nullptr);
+    return buildFamilies(snap, readSelfUsage(), snap.hasTraffic ? &traffic_ : nullptr,
+                         options_.maxPods);
   }
 
  private:

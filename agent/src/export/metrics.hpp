@@ -35,6 +35,9 @@ struct MetricsSnapshot {
   bool hasTraffic = false;
   // Uids of the pods in the pod log directory now: only these get per-pod series.
   std::set<std::string> livePods;
+  // Memory per pod (GetAccounting grouped by pod) and OOM kills, where memory accounting runs.
+  v1::GetAccountingResponse memory;
+  bool hasMemory = false;
 };
 
 // The agent process's own resource use, from /proc/self.
@@ -90,7 +93,8 @@ class TrafficTotals {
 // Pure: the families of one scrape (sorted by name, labels in a fixed order).
 std::vector<prometheus::MetricFamily> buildFamilies(const MetricsSnapshot& snapshot,
                                                     const SelfUsage& self,
-                                                    const TrafficTotals* traffic);
+                                                    const TrafficTotals* traffic,
+                                                    size_t maxPods = 500);
 
 class MetricsServer {
  public:

@@ -81,6 +81,16 @@ std::optional<ContainerRef> WorkloadResolver::fromProc(uint32_t pid) {
   return parseProcCgroup(content);
 }
 
+bool WorkloadResolver::asksProcesses(std::string_view cgroupPath) const {
+  if (procFallback_.load() == ProcFallback::off) return false;
+  std::lock_guard lock(mutex_);
+  auto it = cache_.find(std::string(cgroupPath));
+  if (it == cache_.end()) return true;
+  const Entry& e = it->second;
+  if (e.ref) return false;
+  return e.fallbackFound || std::chrono::steady_clock::now() >= e.fallbackRestUntil;
+}
+
 Workload WorkloadResolver::resolve(std::string_view cgroupPath, uint32_t pid) {
   std::string key(cgroupPath);
   auto now = std::chrono::steady_clock::now();

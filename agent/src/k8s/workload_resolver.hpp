@@ -64,6 +64,11 @@ class WorkloadResolver {
   // not 0, <procRoot>/<pid>/cgroup is read for its v1 lines (hybrid hosts).
   Workload resolve(std::string_view cgroupPath, uint32_t pid = 0);
 
+  // Whether resolve(path, pid) would read /proc/<pid>/cgroup now: false on a pure v2 host, for
+  // a path that names a container, and for a path where the fallback rests. Callers that
+  // resolve many processes of one cgroup can then resolve it once.
+  bool asksProcesses(std::string_view cgroupPath) const;
+
   // The pod directory's state, and the /proc fallback's when it was switched off.
   std::string state() const;
 

@@ -1,6 +1,14 @@
 #include "server/agent.hpp"
 
+#include <cstring>
+
+#include <fstream>
+
 #include "k8s/workload_proto.hpp"
+#include <google/protobuf/util/time_util.h>
+#include <vigil/mem.h>
+#include "common/mountinfo.hpp"
+#include "events/accounting.hpp"
 
 #include <net/if.h>
 #include <sys/stat.h>
@@ -47,6 +55,8 @@ v1::EventType apiType(size_t recordType) {
     case VIGIL_REC_FLOW_NEW:
     case VIGIL_REC_KERNEL_DROP:
       return v1::EVENT_TYPE_FLOW;
+    case VIGIL_REC_OOM_KILL:
+      return v1::EVENT_TYPE_OOM_KILL;
     default:
       return v1::EVENT_TYPE_UNSPECIFIED;  // fork records: lineage only
   }
@@ -68,6 +78,8 @@ const char* recordName(size_t recordType) {
       return "new-flow";
     case VIGIL_REC_KERNEL_DROP:
       return "kernel drop";
+    case VIGIL_REC_OOM_KILL:
+      return "OOM kill";
     default:
       return "unknown";
   }
@@ -173,6 +185,7 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   log::info("exec policy enforcement: " + agent->enforcement_);
   if (auto s = agent->startXdp(); !s) return s.error();
   agent->startFlows();
+  agent->startMem();
   agent->policies_ = std::make_unique<policy::PolicyStore>(
       policy::hostResolver(),
       [self](const policy::CompiledRules& rules, const std::vector<uint32_t>& fresh) {
@@ -217,6 +230,9 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   if (agent->flow_) {
     if (auto s = readRing(agent->flow_->ringFd(), &agent->flowReader_); !s) return s.error();
   }
+  if (agent->mem_ && agent->mem_->oomRingFd() >= 0) {
+    if (auto s = readRing(agent->mem_->oomRingFd(), &agent->memReader_); !s) return s.error();
+  }
 
   api::PolicyHooks hooks{agent->policies_.get(), [self] { return self->ruleHits(); },
                          agent->enforcement_, [self] { return self->xdpCounters(); }};
@@ -226,7 +242,8 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
     flowHooks.traffic = [self](const v1::GetTrafficRequest& r) { return self->traffic(r); };
   }
   agent->service_ = std::make_unique<api::VigilService>(
-      agent->hub_, [self] { return self->status(); }, hooks, flowHooks);
+      agent->hub_, [self] { return self->status(); }, hooks, flowHooks,
+      [self](const v1::GetAccountingRequest& r) { return self->accounting(r); });
   auto server = api::ApiServer::start(*unixEndpoint, tcpEndpoint, agent->service_.get());
   if (!server) return server.error();
   agent->server_ = std::move(server.value());
@@ -278,6 +295,7 @@ Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
   agent->reader_->start();
   if (agent->xdpReader_) agent->xdpReader_->start();
   if (agent->flowReader_) agent->flowReader_->start();
+  if (agent->memReader_) agent->memReader_->start();
   for (const auto& p : agent->skel_->programs()) {
     log::info("attached " + p.name + " (" + p.type + "/" + p.attachTo + ", id " +
               std::to_string(p.id) + ")");
@@ -304,6 +322,7 @@ void Agent::stop() {
   if (reader_) reader_->stop();
   if (xdpReader_) xdpReader_->stop();
   if (flowReader_) flowReader_->stop();
+  if (memReader_) memReader_->stop();
   {
     std::lock_guard lock(queueMutex_);
     stopping_ = true;
@@ -326,6 +345,8 @@ void Agent::stop() {
   reader_.reset();
   xdpReader_.reset();
   flowReader_.reset();
+  memReader_.reset();
+  mem_.reset();
   {
     std::lock_guard lock(flowMutex_);
     flow_.reset();  // closes its tcx, cgroup and tracepoint links; removes legacy tc filters
@@ -382,6 +403,10 @@ void Agent::processLoop() {
       }
       if (isFlowRecord(type)) {
         publishFlow(raw);
+        continue;
+      }
+      if (type == VIGIL_REC_OOM_KILL) {
+        publishOom(raw);
         continue;
       }
       auto record = events::decode(raw);
@@ -810,6 +835,9 @@ std::array<uint64_t, Agent::kTypes> Agent::kernelLosses() const {
       lost[VIGIL_REC_KERNEL_DROP] = stats.value()[VIGIL_FLOW_STAT_DROP_RECORDS_LOST];
     }
   }
+  if (mem_) {
+    if (auto stats = mem_->stats()) lost[VIGIL_REC_OOM_KILL] = stats.value()[VIGIL_MEM_STAT_OOM_LOST];
+  }
   return lost;
 }
 
@@ -868,6 +896,22 @@ v1::GetStatusResponse Agent::status() const {
   }
   if (skel_) addPrograms(skel_->programs());
   {
+    bpf::Capability memCap{"memory_accounting", mem_ != nullptr,
+                           mem_ ? std::string("task iterator read on demand (vigil top); ") +
+                                      (mem_->exact() ? "exact RSS counters"
+                                                     : "RSS as the kernel's global counts (per-CPU "
+                                                       "batches not folded in)")
+                                : memUnavailable_};
+    addCapability(memCap, mem_ != nullptr);
+    bpf::Capability oomCap{"oom_kill", mem_ && mem_->oomRingFd() >= 0,
+                           !mem_                ? memUnavailable_
+                           : mem_->oomUnavailable().empty()
+                               ? "tp_btf oom/mark_victim: oom_kill events"
+                               : mem_->oomUnavailable()};
+    addCapability(oomCap, oomCap.available);
+    if (mem_) addPrograms(mem_->programs());
+  }
+  {
     std::lock_guard lock(flowMutex_);
     if (flow_) {
       for (const auto& h : flow_->hooks()) addCapability(h, h.available);
@@ -880,7 +924,7 @@ v1::GetStatusResponse Agent::status() const {
     if (r) stats = r.value();
   }
   const auto kernelLost = kernelLosses();
-  for (size_t t : {VIGIL_REC_EXEC, VIGIL_REC_EXIT, VIGIL_REC_XDP_DROP}) {
+  for (size_t t : {VIGIL_REC_EXEC, VIGIL_REC_EXIT, VIGIL_REC_XDP_DROP, VIGIL_REC_OOM_KILL}) {
     auto* c = s.add_events();
     c->set_type(apiType(t));
     c->set_seen(seen_[t]);
@@ -926,6 +970,7 @@ v1::GetStatusResponse Agent::status() const {
   addRing("events", reader_);
   addRing("xdp", xdpReader_);
   addRing("flows", flowReader_);
+  addRing("mem", memReader_);
   fillXdpStatus(s.mutable_xdp());
   fillFlowStatus(s.mutable_flows());
   std::lock_guard exporterLock(exporterMutex_);
@@ -941,6 +986,140 @@ v1::GetStatusResponse Agent::status() const {
   return s;
 }
 
+void Agent::startMem() {
+  auto dp = bpf::MemDataPath::open();
+  if (!dp) {
+    memUnavailable_ = dp.error().message();
+    log::warn("memory accounting unavailable: " + memUnavailable_);
+    return;
+  }
+  mem_ = std::move(dp.value());
+  if (!mem_->oomUnavailable().empty()) log::warn("OOM kill events unavailable: " + mem_->oomUnavailable());
+  for (const auto& m : readMountInfo(config_.procRoot + "/self/mountinfo")) {
+    if (m.fsType == "cgroup" && m.mountPoint.find("memory") != std::string::npos &&
+        ::access((m.mountPoint + "/memory.usage_in_bytes").c_str(), R_OK) == 0)
+      memcgV1Root_ = m.mountPoint;
+  }
+  log::info(std::string("memory accounting: task iterator attached (") +
+            (mem_->exact() ? "exact counters" : "global counts of per-CPU counters") + ")" +
+            (memcgV1Root_.empty() ? "" : "; cgroup v1 memory controller at " + memcgV1Root_));
+}
+
+std::optional<uint64_t> Agent::cgroupMemory(const std::string& path) const {
+  auto readNumber = [](const std::string& file) -> std::optional<uint64_t> {
+    std::ifstream in(file);
+    uint64_t v = 0;
+    if (in >> v) return v;
+    return std::nullopt;
+  };
+  if (!cgroups_->mountPoint().empty()) {
+    if (auto v = readNumber(cgroups_->mountPoint() + path + "/memory.current")) return v;
+  }
+  if (!memcgV1Root_.empty()) return readNumber(memcgV1Root_ + path + "/memory.usage_in_bytes");
+  return std::nullopt;
+}
+
+void Agent::publishOom(std::span<const uint8_t> raw) {
+  vigil_oom_record r{};
+  if (raw.size() != sizeof r) {
+    malformed_[VIGIL_REC_OOM_KILL]++;
+    log::warn("OOM record of " + std::to_string(raw.size()) + " bytes, expected " +
+              std::to_string(sizeof r));
+    return;
+  }
+  std::memcpy(&r, raw.data(), sizeof r);
+  if (r.hdr.version != VIGIL_ABI_VERSION) {
+    malformed_[VIGIL_REC_OOM_KILL]++;
+    return;
+  }
+  seen_[VIGIL_REC_OOM_KILL]++;
+  oomKills_++;
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  auto ev = std::make_shared<v1::Event>();
+  *ev->mutable_time() = events::Clock().toTimestamp(r.hdr.ktime_ns);
+  ev->set_node_name(config_.nodeName);
+  ev->set_type(v1::EVENT_TYPE_OOM_KILL);
+  auto* oom = ev->mutable_oom_kill();
+  v1::Process* p = oom->mutable_process();
+  if (const v1::Process* known = tracker_->findRecent(r.pid)) {
+    *p = *known;
+  } else {
+    p->set_pid(r.pid);
+    p->set_comm(std::string(r.comm, strnlen(r.comm, sizeof r.comm)));
+    p->set_cgroup_id(r.cgroup_id);
+    p->set_cgroup_path(cgroups_->pathFor(r.cgroup_id, r.pid));
+    if (!p->cgroup_path().empty())
+      k8s::toProto(workloads_->resolve(p->cgroup_path(), r.pid), p->mutable_workload());
+  }
+  p->clear_args();
+  // The kernel's comm at the kill is authoritative: the OOM ring and the process-event ring
+  // are read apart, so the table may not have the victim's exec yet (it then shows the
+  // program before the exec).
+  const std::string comm(r.comm, strnlen(r.comm, sizeof r.comm));
+  if (p->comm() != comm) {
+    p->set_comm(comm);
+    p->clear_binary();
+    p->clear_exec_id();
+  }
+  oom->set_anon_rss_bytes(r.anon_pages * page);
+  oom->set_file_rss_bytes(r.file_pages * page);
+  oom->set_shmem_rss_bytes(r.shmem_pages * page);
+  oom->set_total_vm_bytes(r.total_vm_pages * page);
+  oom->set_oom_score_adj(r.oom_score_adj);
+  oom->set_uid(r.uid);
+  log::warn("OOM kill: pid " + std::to_string(r.pid) + " (" + p->comm() + ") in " +
+            p->cgroup_path() + ", RSS " +
+            std::to_string((r.anon_pages + r.file_pages + r.shmem_pages) * page) + " bytes");
+  hub_.publish(EventPtr(std::move(ev)));
+}
+
+Expected<v1::GetAccountingResponse> Agent::accounting(const v1::GetAccountingRequest& request) const {
+  if (auto s = events::checkAccountingRequest(request); !s) return s.error();
+  if (!mem_) return Error(ENOTSUP, "memory accounting is unavailable: " + memUnavailable_);
+  const auto start = std::chrono::steady_clock::now();
+  auto snap = mem_->snapshot();
+  if (!snap) return snap.error();
+  const auto iterated = std::chrono::steady_clock::now();
+  events::AccountingContext ctx;
+  ctx.pageSize = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  ctx.cgroupPath = [this](uint64_t id, uint32_t pid) { return cgroups_->pathFor(id, pid); };
+  ctx.workload = [this](const std::string& path, uint32_t pid) {
+    v1::Workload w;
+    k8s::toProto(workloads_->resolve(path, pid), &w);
+    return w;
+  };
+  ctx.cgroupMemory = [this](const std::string& path) { return cgroupMemory(path); };
+  ctx.perProcess = [this](const std::string& path) { return workloads_->asksProcesses(path); };
+  {
+    std::lock_guard lock(flowMutex_);
+    if (flow_ && flow_->running("cgroup_traffic")) {
+      if (auto rows = flow_->readTraffic()) {
+        for (const auto& row : rows.value()) {
+          auto& n = ctx.network[row.cgroupId];
+          n.first += row.in.bytes;
+          n.second += row.out.bytes;
+        }
+      }
+    }
+  }
+  auto out = events::buildAccounting(snap->tasks, request, ctx);
+  out.set_snapshot_ns(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                std::chrono::steady_clock::now() - start)
+                                                .count()));
+  out.set_iterator_ns(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(iterated - start).count()));
+  *out.mutable_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  out.set_cgroup_memory(!cgroups_->mountPoint().empty() &&
+                                ::access((cgroups_->mountPoint() + "/memory.stat").c_str(), R_OK) ==
+                                    0
+                            ? "cgroup v2 memory.current"
+                        : !memcgV1Root_.empty()
+                            ? "cgroup v1 memory.usage_in_bytes at " + memcgV1Root_ +
+                                  " (same path as in the v2 hierarchy)"
+                            : "unavailable: no memory controller on cgroup v2 or v1");
+  return out;
+}
+
 api::MetricsSnapshot Agent::metricsSnapshot() const {
   api::MetricsSnapshot m;
   m.status = status();
@@ -953,7 +1132,15 @@ api::MetricsSnapshot Agent::metricsSnapshot() const {
   if (flow_ && flow_->running("cgroup_traffic")) {
     m.traffic = traffic(v1::GetTrafficRequest());
     m.hasTraffic = true;
-    for (const auto& pod : workloads_->directory().pods()) m.livePods.insert(pod.uid);
+  }
+  for (const auto& pod : workloads_->directory().pods()) m.livePods.insert(pod.uid);
+  if (mem_) {
+    v1::GetAccountingRequest byPod;
+    byPod.set_group_by("pod");
+    if (auto r = accounting(byPod)) {
+      m.memory = std::move(r.value());
+      m.hasMemory = true;
+    }
   }
   return m;
 }

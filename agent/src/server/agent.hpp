@@ -13,11 +13,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "bpf/feature_probe.hpp"
 #include "bpf/flow_datapath.hpp"
+#include "bpf/mem_datapath.hpp"
 #include "bpf/ring_reader.hpp"
 #include "bpf/skeleton.hpp"
 #include "bpf/xdp_datapath.hpp"
@@ -52,6 +54,8 @@ class Agent {
   EventHub& flowHub() { return flowHub_; }
   // Per-cgroup network counters (GetTraffic).
   v1::GetTrafficResponse traffic(const v1::GetTrafficRequest& request) const;
+  // Memory (and network) per process, cgroup or pod, read from the kernel now (GetAccounting).
+  Expected<v1::GetAccountingResponse> accounting(const v1::GetAccountingRequest& request) const;
   policy::PolicyStore& policies() { return *policies_; }
   // Kernel hit counter of every rule slot.
   std::vector<uint64_t> ruleHits() const;
@@ -77,6 +81,9 @@ class Agent {
   void publishFlow(std::span<const uint8_t> raw);
   void scanFlows();  // decoder thread
   void fillFlowStatus(v1::FlowStatus* out) const;
+  void startMem();
+  void publishOom(std::span<const uint8_t> raw);  // decoder thread
+  std::optional<uint64_t> cgroupMemory(const std::string& path) const;
   api::MetricsSnapshot metricsSnapshot() const;  // a metrics scrape's view
 
   // Per record type (enum vigil_record_type), index 0 for types this agent does not know.
@@ -111,6 +118,12 @@ class Agent {
   std::string flowUnavailable_;
   std::unique_ptr<bpf::RingReader> flowReader_;
   std::unique_ptr<events::FlowTracker> flowTracker_;  // decoder thread only, after start
+  // Memory accounting; null where this kernel cannot run it (memUnavailable_ says why).
+  std::unique_ptr<bpf::MemDataPath> mem_;  // set once at start
+  std::string memUnavailable_;
+  std::unique_ptr<bpf::RingReader> memReader_;
+  std::string memcgV1Root_;  // the cgroup v1 memory controller's mount, on hybrid hosts
+  std::atomic<uint64_t> oomKills_{0};
   std::map<uint32_t, std::string> dropReasons_;       // set once at start
   EventHub flowHub_;
   std::atomic<uint64_t> flowTableEntries_{0};

@@ -18,7 +18,7 @@
 #define VIGIL_ABI_ASSERT(cond, msg) _Static_assert(cond, msg)
 #endif
 
-#define VIGIL_ABI_VERSION 2
+#define VIGIL_ABI_VERSION 3
 
 /* Kernel-side limits. Userspace documents these; see docs in README.md. */
 #define VIGIL_PATH_MAX 4096   /* resolved binary path and cwd, bytes */
@@ -40,6 +40,8 @@ enum vigil_record_type {
 	VIGIL_REC_FLOW_NEW = 6,
 	/* A sampled packet the kernel dropped (vigil_drop_record in flow.h), same buffer. */
 	VIGIL_REC_KERNEL_DROP = 7,
+	/* The OOM killer chose a victim (vigil_oom_record in mem.h), in the vigil_mem_ring. */
+	VIGIL_REC_OOM_KILL = 8,
 	VIGIL_REC_TYPES, /* one past the last */
 };
 
@@ -109,8 +111,11 @@ struct vigil_exit_record {
 	__u64 cgroup_id;
 	__u64 proc_start_ns;
 	char comm[VIGIL_COMM_LEN];
+	/* The process's peak RSS (signal->maxrss: the high-water mark of its mm, set as the last
+	 * thread exits), in pages; its mm is gone by the time the tracepoint fires. */
+	__u64 peak_rss_pages;
 };
-VIGIL_ABI_ASSERT(sizeof(struct vigil_exit_record) == 64, "vigil_exit_record ABI");
+VIGIL_ABI_ASSERT(sizeof(struct vigil_exit_record) == 72, "vigil_exit_record ABI");
 
 /* A new process (not a thread) created by fork/clone; keeps lineage for processes that
  * never exec. */

@@ -1,0 +1,120 @@
+#include "bpf/mem_datapath.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "common/unique_fd.hpp"
+#include "vigil_mem.skel.h"
+
+namespace vigil::bpf {
+namespace {
+
+constexpr const char* kMemStatNames[VIGIL_MEM_STAT_COUNT] = {
+    "mem_write_failed", "oom_seen", "oom_lost_ringbuf_full"};
+
+bool kernelHasTypedef(const char* name) {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return false;
+  bool found = btf__find_by_name_kind(vmlinux, name, BTF_KIND_TYPEDEF) >= 0;
+  btf__free(vmlinux);
+  return found;
+}
+
+}  // namespace
+
+const char* MemDataPath::statName(size_t id) {
+  return id < VIGIL_MEM_STAT_COUNT ? kMemStatNames[id] : "unknown";
+}
+
+Expected<std::unique_ptr<MemDataPath>> MemDataPath::open() {
+  std::unique_ptr<MemDataPath> dp(new MemDataPath());
+  dp->skel_ = vigil_mem::open();
+  if (!dp->skel_) return Error(errno, "open BPF object vigil_mem");
+  // The victim's task is the tracepoint's first argument since Linux 6.x; older kernels pass a
+  // pid there, which this program cannot use.
+  const bool hasOom = kernelHasTypedef("btf_trace_mark_victim");
+  bpf_program__set_autoload(dp->skel_->progs.vigil_oom_victim, hasOom);
+  if (!hasOom) dp->oomUnavailable_ = "this kernel has no oom/mark_victim tracepoint";
+  if (int err = vigil_mem::load(dp->skel_)) {
+    // A kernel whose mark_victim passes a pid, not a task, refuses the program: try without.
+    if (!hasOom) return Error(err, "load memory programs (see libbpf log)");
+    vigil_mem::destroy(dp->skel_);
+    dp->skel_ = vigil_mem::open();
+    if (!dp->skel_) return Error(errno, "open BPF object vigil_mem");
+    bpf_program__set_autoload(dp->skel_->progs.vigil_oom_victim, false);
+    dp->oomUnavailable_ = "the oom/mark_victim program was refused (" +
+                          std::string(std::strerror(-err)) + "): its arguments differ here";
+    if (int err2 = vigil_mem::load(dp->skel_))
+      return Error(err2, "load memory programs (see libbpf log)");
+  }
+  dp->iterLink_ = bpf_program__attach_iter(dp->skel_->progs.vigil_mem_iter, nullptr);
+  if (!dp->iterLink_) return Error(errno, "attach the task iterator vigil_mem_iter");
+  // Kernels before 6.2 keep the RSS counters as atomics: exact. Later ones keep per-CPU
+  // counters, read as their global counts.
+  btf* vmlinux = btf__load_vmlinux_btf();
+  dp->exact_ = vmlinux && btf__find_by_name_kind(vmlinux, "mm_rss_stat", BTF_KIND_STRUCT) >= 0;
+  btf__free(vmlinux);
+  if (dp->oomUnavailable_.empty()) {
+    dp->oomLink_ = bpf_program__attach(dp->skel_->progs.vigil_oom_victim);
+    if (!dp->oomLink_)
+      dp->oomUnavailable_ = std::string("attach oom/mark_victim: ") + std::strerror(errno);
+  }
+  return dp;
+}
+
+MemDataPath::~MemDataPath() {
+  bpf_link__destroy(oomLink_);
+  bpf_link__destroy(iterLink_);
+  if (skel_) vigil_mem::destroy(skel_);
+}
+
+int MemDataPath::oomRingFd() const {
+  return oomLink_ ? bpf_map__fd(skel_->maps.vigil_mem_ring) : -1;
+}
+
+Expected<MemSnapshot> MemDataPath::snapshot() const {
+  UniqueFd fd(bpf_iter_create(bpf_link__fd(iterLink_)));
+  if (fd.get() < 0) return Error(errno, "start the task iterator");
+  std::vector<uint8_t> buf;
+  size_t used = 0;
+  for (;;) {
+    if (buf.size() - used < 64 * 1024) buf.resize(std::max<size_t>(buf.size() * 2, 256 * 1024));
+    ssize_t n = ::read(fd.get(), buf.data() + used, buf.size() - used);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      // EAGAIN: a task vanished under the iterator on some kernels; what was read stands.
+      return Error(errno, "read the task iterator");
+    }
+    if (n == 0) break;
+    used += static_cast<size_t>(n);
+  }
+  MemSnapshot s;
+  s.bytesRead = used;
+  if (used < sizeof(vigil_mem_iter_hdr)) return Error(EPROTO, "task iterator: no header");
+  vigil_mem_iter_hdr h;
+  std::memcpy(&h, buf.data(), sizeof h);
+  if (h.version != VIGIL_MEM_ABI_VERSION || h.record_size != sizeof(vigil_mem_task))
+    return Error(EPROTO, "task iterator: ABI version " + std::to_string(h.version) +
+                             " record size " + std::to_string(h.record_size) +
+                             ", this agent reads version " +
+                             std::to_string(VIGIL_MEM_ABI_VERSION));
+  size_t body = used - sizeof h;
+  if (body % sizeof(vigil_mem_task) != 0)
+    return Error(EPROTO, "task iterator: " + std::to_string(body) +
+                             " bytes is not a whole number of records");
+  s.tasks.resize(body / sizeof(vigil_mem_task));
+  std::memcpy(s.tasks.data(), buf.data() + sizeof h, body);
+  return s;
+}
+
+Expected<std::vector<uint64_t>> MemDataPath::stats() const {
+  return sumPerCpu(skel_->maps.vigil_mem_stats, VIGIL_MEM_STAT_COUNT, "memory stats");
+}
+
+std::vector<ProgramInfo> MemDataPath::programs() const { return programsOf(skel_->obj); }
+
+}  // namespace vigil::bpf
