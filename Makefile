@@ -58,7 +58,7 @@ test: build
 
 # Every benchmark runs even if an earlier one cannot; the status says whether any could not.
 bench: build bench-deps
-	@rc=0; bench/run.sh $(BUILD) || rc=1; bench/run_xdp.sh $(BUILD) || rc=1; bench/run_flows.sh $(BUILD) || rc=1; exit $$rc
+	@rc=0; bench/run.sh $(BUILD) || rc=1; bench/run_xdp.sh $(BUILD) || rc=1; bench/run_flows.sh $(BUILD) || rc=1; bench/run_mem.sh $(BUILD) || rc=1; exit $$rc
 
 # Debian packages only the benchmarks need (the XDP flood's sender, the filters it compares,
 # ethtool for the veth set-up). Idempotent, like deps.
