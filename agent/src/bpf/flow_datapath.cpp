@@ -38,11 +38,6 @@ constexpr uint32_t kLinkBefore = 1u << 3;  // BPF_F_BEFORE
 constexpr uint32_t kTcHandle = 0x7669;
 constexpr uint32_t kTcPriority = 1;
 
-// A vmlinux BTF type name, e.g. "btf_trace_kfree_skb".
-bool kernelHasType(const btf* vmlinux, const char* name, int kind) {
-  return vmlinux != nullptr && btf__find_by_name_kind(vmlinux, name, kind) > 0;
-}
-
 int possibleCpus() {
   int n = libbpf_num_possible_cpus();
   return n > 0 ? n : 1;
@@ -170,13 +165,16 @@ bool FlowDataPath::running(const std::string& hook) const {
 }
 
 Expected<std::unique_ptr<FlowDataPath>> FlowDataPath::open(const FlowOptions& options) {
-  btf* vmlinux = btf__load_vmlinux_btf();
-  const bool hasSend = kernelHasType(vmlinux, "btf_trace_sock_send_length", BTF_KIND_TYPEDEF) &&
-                       kernelHasType(vmlinux, "btf_trace_sock_recv_length", BTF_KIND_TYPEDEF);
-  const bool hasState = kernelHasType(vmlinux, "btf_trace_inet_sock_set_state", BTF_KIND_TYPEDEF);
-  const bool hasDrops = kernelHasType(vmlinux, "btf_trace_kfree_skb", BTF_KIND_TYPEDEF) &&
-                        kernelHasType(vmlinux, "skb_drop_reason", BTF_KIND_ENUM);
-  btf__free(vmlinux);
+  std::vector<bool> has;
+  kernelHasTypes({{"btf_trace_sock_send_length", BTF_KIND_TYPEDEF},
+                  {"btf_trace_sock_recv_length", BTF_KIND_TYPEDEF},
+                  {"btf_trace_inet_sock_set_state", BTF_KIND_TYPEDEF},
+                  {"btf_trace_kfree_skb", BTF_KIND_TYPEDEF},
+                  {"skb_drop_reason", BTF_KIND_ENUM}},
+                 &has);
+  const bool hasSend = has[0] && has[1];
+  const bool hasState = has[2];
+  const bool hasDrops = has[3] && has[4];
 
   auto impl = std::make_unique<Impl>();
   impl->options = options;

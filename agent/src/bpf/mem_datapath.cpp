@@ -16,14 +16,6 @@ namespace {
 constexpr const char* kMemStatNames[VIGIL_MEM_STAT_COUNT] = {
     "mem_write_failed", "oom_seen", "oom_lost_ringbuf_full"};
 
-bool kernelHasTypedef(const char* name) {
-  btf* vmlinux = btf__load_vmlinux_btf();
-  if (!vmlinux) return false;
-  bool found = btf__find_by_name_kind(vmlinux, name, BTF_KIND_TYPEDEF) >= 0;
-  btf__free(vmlinux);
-  return found;
-}
-
 }  // namespace
 
 const char* MemDataPath::statName(size_t id) {
@@ -36,7 +28,13 @@ Expected<std::unique_ptr<MemDataPath>> MemDataPath::open() {
   if (!dp->skel_) return Error(errno, "open BPF object vigil_mem");
   // The victim's task is the tracepoint's first argument since Linux 6.x; older kernels pass a
   // pid there, which this program cannot use.
-  const bool hasOom = kernelHasTypedef("btf_trace_mark_victim");
+  std::vector<bool> has;
+  kernelHasTypes({{"btf_trace_mark_victim", BTF_KIND_TYPEDEF}, {"mm_rss_stat", BTF_KIND_STRUCT}},
+                 &has);
+  const bool hasOom = has[0];
+  // Kernels before 6.2 keep the RSS counters as atomics (struct mm_rss_stat): exact. Later
+  // ones keep per-CPU counters, read as their global counts.
+  dp->exact_ = has[1];
   bpf_program__set_autoload(dp->skel_->progs.vigil_oom_victim, hasOom);
   if (!hasOom) dp->oomUnavailable_ = "this kernel has no oom/mark_victim tracepoint";
   if (int err = vigil_mem::load(dp->skel_)) {
@@ -53,11 +51,6 @@ Expected<std::unique_ptr<MemDataPath>> MemDataPath::open() {
   }
   dp->iterLink_ = bpf_program__attach_iter(dp->skel_->progs.vigil_mem_iter, nullptr);
   if (!dp->iterLink_) return Error(errno, "attach the task iterator vigil_mem_iter");
-  // Kernels before 6.2 keep the RSS counters as atomics: exact. Later ones keep per-CPU
-  // counters, read as their global counts.
-  btf* vmlinux = btf__load_vmlinux_btf();
-  dp->exact_ = vmlinux && btf__find_by_name_kind(vmlinux, "mm_rss_stat", BTF_KIND_STRUCT) >= 0;
-  btf__free(vmlinux);
   if (dp->oomUnavailable_.empty()) {
     dp->oomLink_ = bpf_program__attach(dp->skel_->progs.vigil_oom_victim);
     if (!dp->oomLink_)

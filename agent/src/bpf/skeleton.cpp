@@ -1,6 +1,7 @@
 #include "bpf/skeleton.hpp"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include <unistd.h>
@@ -245,6 +246,17 @@ int Skeleton::eventsMapFd() const { return bpf_map__fd(skel_->maps.vigil_events)
 
 Expected<std::vector<uint64_t>> Skeleton::readStats() const {
   return sumPerCpu(skel_->maps.vigil_stats, VIGIL_STAT_MAX, "stats");
+}
+
+bool kernelHasTypes(const std::vector<std::pair<const char*, int>>& names,
+                    std::vector<bool>* found) {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  found->assign(names.size(), false);
+  if (!vmlinux) return false;
+  for (size_t i = 0; i < names.size(); i++)
+    (*found)[i] = btf__find_by_name_kind(vmlinux, names[i].first, names[i].second) > 0;
+  btf__free(vmlinux);
+  return true;
 }
 
 Expected<std::vector<uint64_t>> sumPerCpu(bpf_map* map, uint32_t entries, const char* what) {

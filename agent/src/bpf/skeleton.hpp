@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/error.hpp"
@@ -68,6 +69,12 @@ class Skeleton {
 
 // The loaded programs of a BPF object, with their section's type and target.
 std::vector<ProgramInfo> programsOf(bpf_object* obj);
+// Whether the running kernel's BTF has a type of that name and BTF_KIND_*, e.g.
+// ("btf_trace_kfree_skb", BTF_KIND_TYPEDEF): how the data paths tell which hooks a kernel has.
+// Loads vmlinux BTF on each call: ask for several names with the list form.
+bool kernelHasTypes(const std::vector<std::pair<const char*, int>>& names,
+                    std::vector<bool>* found);
+
 // entries consecutive u64 per-CPU counters (keys 0..entries-1 of a per-CPU array), summed.
 Expected<std::vector<uint64_t>> sumPerCpu(bpf_map* map, uint32_t entries, const char* what);
 

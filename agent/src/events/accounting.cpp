@@ -98,10 +98,6 @@ v1::GetAccountingResponse buildAccounting(std::span<const vigil_mem_task> tasks,
       v1::AccountingRow row;
       row.set_pid(t.pid);
       row.set_comm(std::string(t.comm, strnlen(t.comm, sizeof t.comm)));
-      if (const v1::Process* p = ctx.process ? ctx.process(t.pid) : nullptr) {
-        row.set_binary(p->binary());
-        row.set_exec_id(p->exec_id());
-      }
       row.set_threads(t.threads);
       row.set_cgroup_id(t.cgroup_id);
       row.set_cgroup_path(path);

@@ -20,8 +20,6 @@ namespace vigil::events {
 
 struct AccountingContext {
   uint64_t pageSize = 4096;
-  // A process's binary and exec id (nullptr when unknown or not asked for).
-  std::function<const v1::Process*(uint32_t pid)> process;
   std::function<std::string(uint64_t cgroupId, uint32_t pid)> cgroupPath;
   std::function<v1::Workload(const std::string& cgroupPath, uint32_t pid)> workload;
   // Whether a cgroup's processes may have different workloads (a hybrid host's /proc

@@ -1000,6 +1000,13 @@ void Agent::startMem() {
         ::access((m.mountPoint + "/memory.usage_in_bytes").c_str(), R_OK) == 0)
       memcgV1Root_ = m.mountPoint;
   }
+  memcgDescription_ =
+      !cgroups_->mountPoint().empty() &&
+              ::access((cgroups_->mountPoint() + "/memory.stat").c_str(), R_OK) == 0
+          ? "cgroup v2 memory.current"
+      : !memcgV1Root_.empty() ? "cgroup v1 memory.usage_in_bytes at " + memcgV1Root_ +
+                                    " (same path as in the v2 hierarchy)"
+                              : "unavailable: no memory controller on cgroup v2 or v1";
   log::info(std::string("memory accounting: task iterator attached (") +
             (mem_->exact() ? "exact counters" : "global counts of per-CPU counters") + ")" +
             (memcgV1Root_.empty() ? "" : "; cgroup v1 memory controller at " + memcgV1Root_));
@@ -1109,14 +1116,7 @@ Expected<v1::GetAccountingResponse> Agent::accounting(const v1::GetAccountingReq
   out.set_iterator_ns(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(iterated - start).count()));
   *out.mutable_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
-  out.set_cgroup_memory(!cgroups_->mountPoint().empty() &&
-                                ::access((cgroups_->mountPoint() + "/memory.stat").c_str(), R_OK) ==
-                                    0
-                            ? "cgroup v2 memory.current"
-                        : !memcgV1Root_.empty()
-                            ? "cgroup v1 memory.usage_in_bytes at " + memcgV1Root_ +
-                                  " (same path as in the v2 hierarchy)"
-                            : "unavailable: no memory controller on cgroup v2 or v1");
+  out.set_cgroup_memory(memcgDescription_);
   return out;
 }
 
