@@ -3,12 +3,14 @@
 // keeps the peak; 16 threads count once; two cgroups are told apart; an OOM kill in a memory
 // cgroup with a small limit is an oom_kill event naming the process; bad requests are refused.
 #include <fcntl.h>
+#include <sched.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -57,8 +59,9 @@ class OwnCgroup {
 // The workload process, talked to over pipes.
 class Workload {
  public:
+  // pinCpu >= 0 runs the workload on that CPU only (see kPerCpuGapPages).
   Workload(int anonMiB, int fileMiB, int shmemMiB, int threads,
-           const std::vector<std::string>& cgroupProcs = {}) {
+           const std::vector<std::string>& cgroupProcs = {}, int pinCpu = -1) {
     const std::string bin = VIGIL_MEM_WORKLOAD;
     std::vector<std::string> args = {bin, std::to_string(anonMiB), std::to_string(fileMiB),
                                      std::to_string(shmemMiB), std::to_string(threads)};
@@ -67,6 +70,9 @@ class Workload {
     argv.push_back(nullptr);
     std::vector<const char*> procs;
     for (const auto& p : cgroupProcs) procs.push_back(p.c_str());
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    if (pinCpu >= 0) CPU_SET(pinCpu, &cpus);
     int in[2], out[2];
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
     pid_ = fork();
@@ -76,6 +82,7 @@ class Workload {
         if (fd < 0 || ::write(fd, "0", 1) != 1) _exit(90);
         ::close(fd);
       }
+      if (pinCpu >= 0 && sched_setaffinity(0, sizeof cpus, &cpus) != 0) _exit(92);
       dup2(in[0], 0);
       dup2(out[1], 1);
       execv(argv[0], argv.data());
@@ -131,9 +138,22 @@ std::map<std::string, uint64_t> procStatus(pid_t pid) {
   return out;
 }
 
-void expectWithin1Percent(uint64_t got, uint64_t want, const std::string& what) {
+// Since Linux 6.2 an mm's RSS counters are per-CPU counters. The iterator reads their global
+// counts; /proc/PID/status (6.16+) adds each CPU's remainder, which stays below the batch
+// (percpu_counter_batch = max(32, 2 * online CPUs) pages) on every CPU that changed the
+// counter. README.md, "How the figures relate", documents this gap.
+uint64_t perCpuGapBytes(int counters, int cpus) {
+  const long online = std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
+  const uint64_t batch = std::max<uint64_t>(32, 2 * static_cast<uint64_t>(online));
+  return static_cast<uint64_t>(counters) * static_cast<uint64_t>(cpus) * (batch - 1) *
+         static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+// Within 1% of /proc, or within the per-CPU gap where that is larger (small values).
+void expectWithin1Percent(uint64_t got, uint64_t want, const std::string& what,
+                          uint64_t gapBytes = 0) {
   const double diff = std::abs(static_cast<double>(got) - static_cast<double>(want));
-  EXPECT_LE(diff, 0.01 * static_cast<double>(want))
+  EXPECT_LE(diff, std::max(0.01 * static_cast<double>(want), static_cast<double>(gapBytes)))
       << what << ": agent " << got << " bytes, /proc " << want << " bytes";
 }
 
@@ -172,7 +192,9 @@ class MemTest : public ::testing::Test {
 };
 
 TEST_F(MemTest, KnownAmountsMatchProcStatusAndPeaksRemainAfterFree) {
-  Workload w(64, 32, 16, 1);
+  // On one CPU the per-CPU gap of each counter stays under one batch (31 pages here), below 1%
+  // of every amount the workload touches; on two CPUs 16 MiB of shmem could miss 1% by it.
+  Workload w(64, 32, 16, 1, {}, sched_getcpu() >= 0 ? sched_getcpu() : 0);
   ASSERT_EQ(w.line(), "ready");
   auto proc = procStatus(w.pid());
   auto row = processRow(w.pid());
@@ -194,7 +216,11 @@ TEST_F(MemTest, KnownAmountsMatchProcStatusAndPeaksRemainAfterFree) {
   auto after = processRow(w.pid());
   auto procAfter = procStatus(w.pid());
   EXPECT_LT(after.memory().rss_bytes(), 16u << 20) << "the current RSS did not drop";
-  expectWithin1Percent(after.memory().rss_bytes(), procAfter["VmRSS"], "VmRSS after free");
+  // About 3.5 MiB remain, where 1% is less than the kernel's own per-CPU gap of the three
+  // counters behind VmRSS, so the gap is the bound here.
+  const int cpus = static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  expectWithin1Percent(after.memory().rss_bytes(), procAfter["VmRSS"], "VmRSS after free",
+                       perCpuGapBytes(3, cpus));
   expectWithin1Percent(after.memory().peak_rss_bytes(), procAfter["VmHWM"], "VmHWM after free");
   EXPECT_GE(after.memory().peak_rss_bytes(), 112u << 20) << "the peak did not stay";
 }
