@@ -4,6 +4,7 @@
 #include "vigil_bpf/decide.bpf.h"
 #include "vigil_bpf/emit.bpf.h"
 #include "vigil_bpf/extract.bpf.h"
+#include "vigil_bpf/mm.bpf.h"
 
 /* Newer kernels pass group_dead as a second argument; reading signal->live works on all. */
 SEC("tp_btf/sched_process_exit")
@@ -11,6 +12,7 @@ int BPF_PROG(vigil_exit, struct task_struct *task)
 {
 	struct signal_struct *sig = BPF_CORE_READ(task, signal);
 	struct vigil_exit_record *r;
+	struct mm_struct *mm;
 	__u64 id;
 
 	if (!decide__group_dead(BPF_CORE_READ(sig, live.counter)))
@@ -33,6 +35,12 @@ int BPF_PROG(vigil_exit, struct task_struct *task)
 	r->proc_start_ns = extract__proc_start_ns(task);
 	bpf_get_current_comm(r->comm, sizeof(r->comm));
 	r->peak_rss_pages = BPF_CORE_READ(sig, maxrss);
+	/* Still attached on kernels whose tracepoint runs before exit_mm() (6.16+); a direct load
+	 * through the tracepoint's BTF pointer. */
+	mm = task->mm;
+	r->rss_pages = mm ? mm__rss_pages(mm) : 0;
+	r->flags = mm ? VIGIL_EXIT_HAS_RSS : 0;
+	r->pad = 0;
 	bpf_ringbuf_submit(r, emit__wakeup_flags());
 	stats__inc(VIGIL_STAT_EXIT_EMITTED);
 	return 0;

@@ -3,16 +3,11 @@
  * runs per page fault), and the OOM killer's victims from oom/mark_victim. */
 #include "vigil_bpf/common.bpf.h"
 #include "vigil_bpf/extract.bpf.h"
+#include "vigil_bpf/mm.bpf.h"
 
 #include <vigil/mem.h>
 
 char LICENSE[] SEC("license") = "GPL";
-
-/* enum mm_counter_type, fixed since 2.6: file, anon, swap entries, shmem. */
-#define VIGIL_MM_FILEPAGES 0
-#define VIGIL_MM_ANONPAGES 1
-#define VIGIL_MM_SWAPENTS 2
-#define VIGIL_MM_SHMEMPAGES 3
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -33,33 +28,6 @@ static __always_inline void mem__inc(enum vigil_mem_stat id)
 
 	if (v)
 		*v += 1;
-}
-
-/* Kernels before 6.2 kept the counters as atomics in struct mm_rss_stat. */
-struct mm_rss_stat___old {
-	atomic_long_t count[4];
-} __attribute__((preserve_access_index));
-struct mm_struct___old {
-	struct mm_rss_stat___old rss_stat;
-} __attribute__((preserve_access_index));
-
-/* One counter, as the kernel's global count: what get_mm_counter() returns. Each CPU may hold
- * up to a batch of pages (percpu_counter_batch, at least 32) not yet folded into it, which
- * /proc/PID/status adds on kernels that sum the per-CPU slots (6.16+). The per-CPU slots are
- * out of reach here: the verifier does not take the counters read through task->mm for a
- * per-CPU pointer, and the kernel's offset table needs data symbols in kallsyms. */
-static __always_inline __u64 mem__counter(struct mm_struct *mm, int i)
-{
-	if (bpf_core_type_exists(struct mm_rss_stat___old)) {
-		struct mm_struct___old *old = (void *)mm;
-
-		return BPF_CORE_READ(old, rss_stat.count[i].counter);
-	}
-	/* A direct load through the iterator's BTF pointers: no helper call (helper calls are
-	 * what a snapshot of 10,000 processes spends its time on). */
-	s64 count = mm->rss_stat[i].count;
-
-	return count > 0 ? count : 0;
 }
 
 SEC("iter/task")
@@ -90,13 +58,13 @@ int vigil_mem_iter(struct bpf_iter__task *ctx)
 	r.ppid = task->real_parent->tgid;
 	r.cgroup_id = task->cgroups->dfl_cgrp->kn->id;
 	r.proc_start_ns = task->start_time;
-	r.file_pages = mem__counter(mm, VIGIL_MM_FILEPAGES);
-	r.anon_pages = mem__counter(mm, VIGIL_MM_ANONPAGES);
-	r.swap_entries = mem__counter(mm, VIGIL_MM_SWAPENTS);
-	r.shmem_pages = mem__counter(mm, VIGIL_MM_SHMEMPAGES);
+	r.file_pages = mm__counter(mm, VIGIL_MM_FILEPAGES);
+	r.anon_pages = mm__counter(mm, VIGIL_MM_ANONPAGES);
+	r.swap_entries = mm__counter(mm, VIGIL_MM_SWAPENTS);
+	r.shmem_pages = mm__counter(mm, VIGIL_MM_SHMEMPAGES);
 	r.hiwater_pages = mm->hiwater_rss;
 	r.threads = task->signal->nr_threads;
-	r.flags = bpf_core_type_exists(struct mm_rss_stat___old) ? VIGIL_MEM_EXACT : 0;
+	r.flags = mm__counters_exact() ? VIGIL_MEM_EXACT : 0;
 	for (int i = 0; i < VIGIL_COMM_LEN; i++)
 		r.comm[i] = task->comm[i];
 	if (bpf_seq_write(seq, &r, sizeof(r)) != 0) {

@@ -72,6 +72,9 @@ std::string exitResult(const v1::ExitEvent& exit) {
                                        : "code=" + std::to_string(exit.exit_code());
   if (exit.core_dumped()) out += " (core dumped)";
   if (exit.has_lifetime()) out += " lifetime=" + formatDuration(exit.lifetime());
+  // Bytes, as the oom line has them; the RSS only where the kernel still had the memory.
+  if (exit.has_rss_bytes()) out += " rss=" + std::to_string(exit.rss_bytes());
+  if (exit.peak_rss_bytes() != 0) out += " peak=" + std::to_string(exit.peak_rss_bytes());
   return out;
 }
 

@@ -555,6 +555,15 @@ TEST(cliFormat, CompactExit) {
   v1::Event crashed = exitEvent(0, 11);
   crashed.mutable_exit()->set_core_dumped(true);
   EXPECT_NE(formatCompact(crashed, false).find("signal=SIGSEGV (core dumped)"), std::string::npos);
+  // Memory at exit, when the kernel told it: the RSS only where its tracepoint saw the mm.
+  v1::Event withMemory = exitEvent(0, 0);
+  withMemory.mutable_exit()->set_peak_rss_bytes(8192);
+  EXPECT_EQ(formatCompact(withMemory, false),
+            "2026-11-25T19:44:16.323Z exit  pid=1234 /usr/bin/curl code=0 lifetime=1.2s peak=8192");
+  withMemory.mutable_exit()->set_rss_bytes(4096);
+  EXPECT_EQ(formatCompact(withMemory, false),
+            "2026-11-25T19:44:16.323Z exit  pid=1234 /usr/bin/curl code=0 lifetime=1.2s rss=4096 "
+            "peak=8192");
 }
 
 TEST(cliFormat, CompactLost) {

@@ -1,5 +1,6 @@
 // The process table and the tracker that turns records into events with parent chains.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -125,7 +126,23 @@ TEST_F(TrackerTest, ExecIdsChainThroughForkAndExec) {
   EXPECT_EQ(e3->exit().process().binary(), "/usr/bin/curl");
   EXPECT_EQ(e3->exit().exit_code(), 3);
   EXPECT_EQ(e3->exit().lifetime().nanos(), 3000);
+  EXPECT_FALSE(e3->exit().has_rss_bytes()) << "no RSS where the kernel did not give one";
   EXPECT_EQ(tracker.table().size(), 1u);  // curl is gone, bash stays
+}
+
+TEST_F(TrackerTest, ExitMemoryInBytes) {
+  tracker.onRecord(exec(300, 1, "/usr/bin/make", 1000));
+  ExitRecord x;
+  x.pid = x.tid = 300;
+  x.procStartNs = 1000;
+  x.peakRssPages = 30;
+  x.rssPages = 20;
+  auto ev = tracker.onRecord(x);
+  ASSERT_TRUE(ev);
+  const auto page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  EXPECT_EQ(ev->exit().peak_rss_bytes(), 30 * page);
+  ASSERT_TRUE(ev->exit().has_rss_bytes());
+  EXPECT_EQ(ev->exit().rss_bytes(), 20 * page);
 }
 
 TEST_F(TrackerTest, ForkedChildWithoutExecCarriesItsParentsProgram) {

@@ -169,6 +169,21 @@ TEST(Decode, ExitStatusDecoding) {
   EXPECT_TRUE(std::get<ExitRecord>(*core).coreDumped());
 }
 
+TEST(Decode, ExitMemoryOnlyWhenTheKernelSawIt) {
+  auto raw = exitBytes(0);
+  auto* r = reinterpret_cast<vigil_exit_record*>(raw.data());
+  r->peak_rss_pages = 300;
+  r->rss_pages = 200;  // without the flag: a kernel whose tracepoint runs after exit_mm()
+  auto without = decode(raw);
+  ASSERT_TRUE(without.ok());
+  EXPECT_EQ(std::get<ExitRecord>(*without).peakRssPages, 300u);
+  EXPECT_FALSE(std::get<ExitRecord>(*without).rssPages.has_value());
+  r->flags = VIGIL_EXIT_HAS_RSS;
+  auto with = decode(raw);
+  ASSERT_TRUE(with.ok());
+  EXPECT_EQ(std::get<ExitRecord>(*with).rssPages, std::optional<uint64_t>(200));
+}
+
 TEST(Decode, ExitOfWrongSizeIsRejected) {
   auto raw = exitBytes(0);
   raw.push_back(0);

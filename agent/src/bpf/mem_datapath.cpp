@@ -28,13 +28,16 @@ Expected<std::unique_ptr<MemDataPath>> MemDataPath::open() {
   if (!dp->skel_) return Error(errno, "open BPF object vigil_mem");
   // The victim's task is the tracepoint's first argument since Linux 6.x; older kernels pass a
   // pid there, which this program cannot use.
-  std::vector<bool> has;
-  kernelHasTypes({{"btf_trace_mark_victim", BTF_KIND_TYPEDEF}, {"mm_rss_stat", BTF_KIND_STRUCT}},
-                 &has);
-  const bool hasOom = has[0];
-  // Kernels before 6.2 keep the RSS counters as atomics (struct mm_rss_stat): exact. Later
-  // ones keep per-CPU counters, read as their global counts.
-  dp->exact_ = has[1];
+  bool hasOom = false;
+  withVmlinuxBtf([&](const ::btf* vmlinux) {
+    hasOom = btf__find_by_name_kind(vmlinux, "btf_trace_mark_victim", BTF_KIND_TYPEDEF) > 0;
+    // Kernels before 6.2 keep the RSS counters as atomics (struct mm_rss_stat): exact. Later
+    // ones keep per-CPU counters, read as their global counts.
+    dp->exact_ = btf__find_by_name_kind(vmlinux, "mm_rss_stat", BTF_KIND_STRUCT) > 0;
+    // Linux 6.16 moved sched_process_exit before exit_mm() and gave it group_dead: from then
+    // on the exit program still sees the mm and reports the RSS at exit.
+    dp->exitHasRss_ = tracepointArgCount(vmlinux, "sched_process_exit") >= 2;
+  });
   bpf_program__set_autoload(dp->skel_->progs.vigil_oom_victim, hasOom);
   if (!hasOom) dp->oomUnavailable_ = "this kernel has no oom/mark_victim tracepoint";
   if (int err = vigil_mem::load(dp->skel_)) {

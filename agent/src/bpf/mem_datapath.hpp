@@ -42,6 +42,9 @@ class MemDataPath {
   // True where the kernel's counters are exact atomics (before 6.2); false where they are
   // per-CPU counters read as their global counts (up to a batch of pages per CPU behind).
   bool exact() const { return exact_; }
+  // True where the exit tracepoint runs before the mm is released (6.16+): exit events then
+  // carry the RSS at exit, not only the peak.
+  bool exitHasRss() const { return exitHasRss_; }
   Expected<std::vector<uint64_t>> stats() const;
   static const char* statName(size_t id);
   std::vector<ProgramInfo> programs() const;
@@ -53,6 +56,7 @@ class MemDataPath {
   ::bpf_link* oomLink_ = nullptr;
   std::string oomUnavailable_;
   bool exact_ = false;
+  bool exitHasRss_ = false;
 };
 
 }  // namespace vigil::bpf

@@ -250,13 +250,28 @@ Expected<std::vector<uint64_t>> Skeleton::readStats() const {
 
 bool kernelHasTypes(const std::vector<std::pair<const char*, int>>& names,
                     std::vector<bool>* found) {
-  btf* vmlinux = btf__load_vmlinux_btf();
   found->assign(names.size(), false);
+  return withVmlinuxBtf([&](const ::btf* vmlinux) {
+    for (size_t i = 0; i < names.size(); i++)
+      (*found)[i] = btf__find_by_name_kind(vmlinux, names[i].first, names[i].second) > 0;
+  });
+}
+
+bool withVmlinuxBtf(const std::function<void(const ::btf*)>& fn) {
+  btf* vmlinux = btf__load_vmlinux_btf();
   if (!vmlinux) return false;
-  for (size_t i = 0; i < names.size(); i++)
-    (*found)[i] = btf__find_by_name_kind(vmlinux, names[i].first, names[i].second) > 0;
+  fn(vmlinux);
   btf__free(vmlinux);
   return true;
+}
+
+int tracepointArgCount(const ::btf* vmlinux, const std::string& name) {
+  // typedef void (*btf_trace_<name>)(void *, args...): a typedef of a pointer to a prototype.
+  int id = btf__find_by_name_kind(vmlinux, ("btf_trace_" + name).c_str(), BTF_KIND_TYPEDEF);
+  const btf_type* t = id > 0 ? btf__type_by_id(vmlinux, static_cast<__u32>(id)) : nullptr;
+  if (t) t = btf__type_by_id(vmlinux, t->type);
+  if (t && btf_is_ptr(t)) t = btf__type_by_id(vmlinux, t->type);
+  return t && btf_is_func_proto(t) ? static_cast<int>(btf_vlen(t)) - 1 : -1;
 }
 
 Expected<std::vector<uint64_t>> sumPerCpu(bpf_map* map, uint32_t entries, const char* what) {

@@ -5,6 +5,7 @@
 // load; destruction detaches every program and frees every map.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -16,6 +17,7 @@
 struct vigil_bpf;  // generated skeleton, only ever included by agent/src/bpf/*.cpp
 struct bpf_object;
 struct bpf_map;
+struct btf;
 
 namespace vigil::bpf {
 
@@ -74,6 +76,13 @@ std::vector<ProgramInfo> programsOf(bpf_object* obj);
 // Loads vmlinux BTF on each call: ask for several names with the list form.
 bool kernelHasTypes(const std::vector<std::pair<const char*, int>>& names,
                     std::vector<bool>* found);
+
+// Calls fn with the running kernel's BTF, loaded once for all of fn's questions; false (fn not
+// called) when the kernel has none.
+bool withVmlinuxBtf(const std::function<void(const ::btf*)>& fn);
+// How many arguments the kernel's tracepoint `name` (e.g. "sched_process_exit") passes to a
+// tp_btf program, from its btf_trace_<name> prototype; -1 when the tracepoint is missing.
+int tracepointArgCount(const ::btf* vmlinux, const std::string& name);
 
 // entries consecutive u64 per-CPU counters (keys 0..entries-1 of a per-CPU array), summed.
 Expected<std::vector<uint64_t>> sumPerCpu(bpf_map* map, uint32_t entries, const char* what);

@@ -176,7 +176,9 @@ std::shared_ptr<v1::Event> ProcessTracker::onExit(const ExitRecord& r) {
   exit->set_exit_code(r.exitCode());
   exit->set_signal(r.signal());
   exit->set_core_dumped(r.coreDumped());
-  exit->set_peak_rss_bytes(r.peakRssPages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)));
+  const auto pageSize = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  exit->set_peak_rss_bytes(r.peakRssPages * pageSize);
+  if (r.rssPages) exit->set_rss_bytes(*r.rssPages * pageSize);
   if (r.ktimeNs > r.procStartNs) *exit->mutable_lifetime() = durationNs(r.ktimeNs - r.procStartNs);
   return ev;
 }

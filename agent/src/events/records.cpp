@@ -78,6 +78,7 @@ Expected<Record> decodeExit(std::span<const uint8_t> raw) {
   e.procStartNs = r.proc_start_ns;
   e.comm = fixedString(r.comm, sizeof r.comm);
   e.peakRssPages = r.peak_rss_pages;
+  if (r.flags & VIGIL_EXIT_HAS_RSS) e.rssPages = r.rss_pages;
   return Record(std::move(e));
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -42,6 +43,8 @@ struct ExitRecord {
   uint64_t procStartNs = 0;
   std::string comm;
   uint64_t peakRssPages = 0;
+  // The RSS as it exited, where the kernel's tracepoint still sees the mm (6.16+).
+  std::optional<uint64_t> rssPages;
 
   // Decoded from the wait status.
   int exitCode() const { return signal() == 0 ? static_cast<int>((status >> 8) & 0xff) : 0; }

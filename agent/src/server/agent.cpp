@@ -900,7 +900,12 @@ v1::GetStatusResponse Agent::status() const {
                            mem_ ? std::string("task iterator read on demand (vigil top); ") +
                                       (mem_->exact() ? "exact RSS counters"
                                                      : "RSS as the kernel's global counts (per-CPU "
-                                                       "batches not folded in)")
+                                                       "batches not folded in)") +
+                                      (mem_->exitHasRss()
+                                           ? "; exit events carry the RSS at exit and the peak"
+                                           : "; exit events carry the peak only (this kernel's "
+                                             "exit tracepoint runs after the memory is "
+                                             "released; 6.16+ runs it before)")
                                 : memUnavailable_};
     addCapability(memCap, mem_ != nullptr);
     bpf::Capability oomCap{"oom_kill", mem_ && mem_->oomRingFd() >= 0,

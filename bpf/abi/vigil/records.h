@@ -18,7 +18,7 @@
 #define VIGIL_ABI_ASSERT(cond, msg) _Static_assert(cond, msg)
 #endif
 
-#define VIGIL_ABI_VERSION 3
+#define VIGIL_ABI_VERSION 4
 
 /* Kernel-side limits. Userspace documents these; see docs in README.md. */
 #define VIGIL_PATH_MAX 4096   /* resolved binary path and cwd, bytes */
@@ -112,10 +112,19 @@ struct vigil_exit_record {
 	__u64 proc_start_ns;
 	char comm[VIGIL_COMM_LEN];
 	/* The process's peak RSS (signal->maxrss: the high-water mark of its mm, set as the last
-	 * thread exits), in pages; its mm is gone by the time the tracepoint fires. */
+	 * thread exits), in pages. */
 	__u64 peak_rss_pages;
+	/* Its RSS as it exits (file + anon + shmem pages, as VmRSS), when VIGIL_EXIT_HAS_RSS: the
+	 * tracepoint runs before the mm is released since Linux 6.16, after it before. */
+	__u64 rss_pages;
+	__u32 flags; /* enum vigil_exit_flags */
+	__u32 pad;
 };
-VIGIL_ABI_ASSERT(sizeof(struct vigil_exit_record) == 72, "vigil_exit_record ABI");
+VIGIL_ABI_ASSERT(sizeof(struct vigil_exit_record) == 88, "vigil_exit_record ABI");
+
+enum vigil_exit_flags {
+	VIGIL_EXIT_HAS_RSS = 1 << 0,
+};
 
 /* A new process (not a thread) created by fork/clone; keeps lineage for processes that
  * never exec. */
