@@ -67,6 +67,10 @@ int main(int argc, char** argv) {
   app.add_option("--event-ring-size", cfg.eventRingSize, "Recent events kept in memory for --last")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{10'000'000}));
+  app.add_option("--exit-table-size", cfg.exitTableSize,
+                 "Recent process exits kept with their memory for `vigil top --since` (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{0}, size_t{10'000'000}));
   app.add_option("--client-queue-size", cfg.clientQueueSize,
                  "Events queued per following client before it is told it lost some")
       ->capture_default_str()

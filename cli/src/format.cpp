@@ -747,6 +747,9 @@ std::string formatStatusText(const v1::GetStatusResponse& status, bool color) {
                            kRed, color);
     out += labelled("JSON export", text);
   }
+  out += labelled("Recent exits", std::to_string(status.recent_exits_size()) + " / " +
+                                      std::to_string(status.recent_exits_capacity()) +
+                                      " processes (vigil top --since)");
   out += labelled("Process table",
                   std::to_string(status.process_table_size()) + " / " +
                       std::to_string(status.process_table_capacity()) + " processes, " +

@@ -1,6 +1,9 @@
 #include "cli/src/top.hpp"
 
 #include <CLI/CLI.hpp>
+#include <google/protobuf/util/time_util.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <thread>
 
@@ -26,7 +29,12 @@ Examples:
   vigil top --by pod                        per pod (processes outside pods by cgroup)
   vigil top --once -o json | jq '.rows[0]'  one snapshot for scripts
   vigil top --sort network --by cgroup -n 10
-  vigil top --pid 1234 --once)";
+  vigil top --pid 1234 --once
+  vigil top --since 10m --once              also what exited in the last 10 minutes
+
+--since adds processes that exited since then (from the agent's table of recent exits,
+agent --exit-table-size): RSS is their RSS as they exited (Linux 6.16+, "-" before), PEAK their
+peak, and EXITED when and how they ended.)";
 
 std::string workloadOf(const v1::AccountingRow& r) {
   const auto& w = r.workload();
@@ -87,6 +95,9 @@ TopCommands::TopCommands(CLI::App& app) {
       ->delimiter(',');
   top_->add_option("--cgroup", cgroup_, "Only cgroups under this path prefix (/kubepods.slice/)")
       ->type_name("PREFIX");
+  top_->add_option("--since", since_,
+                   "Also processes that exited since TIME: a duration (10m) or RFC 3339 time")
+      ->type_name("TIME");
 }
 
 TopCommand TopCommands::command(bool terminal) const {
@@ -118,11 +129,21 @@ TopCommand TopCommands::command(bool terminal) const {
                                              "such as /system.slice/, got '" + cgroup_ + "'");
     c.request.set_cgroup_prefix(cgroup_);
   }
+  if (!since_.empty()) {
+    if (!parseSince(since_, std::chrono::system_clock::now()))
+      throw CLI::ValidationError("--since", "expected a duration such as 10m or an RFC 3339 "
+                                            "time such as 2026-11-25T19:00:00Z, got '" +
+                                                since_ + "'");
+    if (by_ != "process")
+      throw CLI::ValidationError("--since", "exited processes are shown as processes: use it "
+                                            "with --by process, not --by " + by_);
+    c.since = since_;
+  }
   return c;
 }
 
 std::string formatTop(const v1::GetAccountingResponse& r, const std::string& groupBy,
-                      bool color) {
+                      bool color, bool exits) {
   std::string out = "Processes: " + std::to_string(r.processes()) + ", RSS " +
                     humanBytes(r.total().rss_bytes()) + " (anon " +
                     humanBytes(r.total().anon_bytes()) + ", file " +
@@ -137,22 +158,49 @@ std::string formatTop(const v1::GetAccountingResponse& r, const std::string& gro
               : std::vector<std::string>{groupBy == "pod" ? "POD OR CGROUP" : "CGROUP", "PROCS",
                                          "RSS", "ANON", "FILE", "SHMEM", "SWAP", "CHARGED",
                                          "NET IN", "NET OUT"};
+  if (process && exits) names.push_back("EXITED");
   std::vector<Row> rows = {headerRow(names)};
   for (const auto& row : r.rows()) {
     const auto& m = row.memory();
-    if (process) {
-      rows.push_back({{std::to_string(row.pid())},
-                      {sanitize(row.comm())},
-                      {std::to_string(row.threads())},
-                      {humanBytes(m.rss_bytes())},
-                      {humanBytes(m.anon_bytes())},
-                      {humanBytes(m.file_bytes())},
-                      {humanBytes(m.shmem_bytes())},
-                      {humanBytes(m.swap_bytes())},
-                      {humanBytes(m.peak_rss_bytes())},
-                      {humanBytes(row.network_rx_bytes())},
-                      {humanBytes(row.network_tx_bytes())},
-                      {sanitize(workloadOf(row))}});
+    if (process && row.has_exited()) {
+      // What is known of a process that is gone: its RSS at exit (if the kernel gave it), its
+      // peak, and when and how it ended.
+      const auto& e = row.exited();
+      const int64_t agoNs = google::protobuf::util::TimeUtil::TimestampToNanoseconds(r.time()) -
+                            google::protobuf::util::TimeUtil::TimestampToNanoseconds(e.time());
+      std::string how = e.signal() != 0 ? signalName(e.signal())
+                                        : "code " + std::to_string(e.exit_code());
+      Row out = {{std::to_string(row.pid())},
+                 {sanitize(row.comm())},
+                 {"-"},
+                 {e.has_rss() ? humanBytes(m.rss_bytes()) : "-"},
+                 {"-"},
+                 {"-"},
+                 {"-"},
+                 {"-"},
+                 {humanBytes(m.peak_rss_bytes())},
+                 {humanBytes(row.network_rx_bytes())},
+                 {humanBytes(row.network_tx_bytes())},
+                 {sanitize(workloadOf(row))}};
+      if (exits)
+        out.push_back({formatDuration(std::chrono::nanoseconds(std::max<int64_t>(agoNs, 0))) +
+                       " ago, " + how});
+      rows.push_back(std::move(out));
+    } else if (process) {
+      Row out = {{std::to_string(row.pid())},
+                 {sanitize(row.comm())},
+                 {std::to_string(row.threads())},
+                 {humanBytes(m.rss_bytes())},
+                 {humanBytes(m.anon_bytes())},
+                 {humanBytes(m.file_bytes())},
+                 {humanBytes(m.shmem_bytes())},
+                 {humanBytes(m.swap_bytes())},
+                 {humanBytes(m.peak_rss_bytes())},
+                 {humanBytes(row.network_rx_bytes())},
+                 {humanBytes(row.network_tx_bytes())},
+                 {sanitize(workloadOf(row))}};
+      if (exits) out.push_back({"-"});
+      rows.push_back(std::move(out));
     } else {
       std::string name = row.workload().kind() == "pod" && row.cgroup_path().empty()
                              ? workloadOf(row)
@@ -178,12 +226,18 @@ std::string formatTop(const v1::GetAccountingResponse& r, const std::string& gro
 int runTop(const AgentCall& call, const TopCommand& command, std::ostream& out,
            std::ostream& err) {
   auto stub = v1::Vigil::NewStub(makeChannel(call.server));
+  v1::GetAccountingRequest request = command.request;
   for (;;) {
+    // A duration moves with each refresh: "the last 10 minutes" stays the last 10 minutes.
+    if (!command.since.empty()) {
+      auto since = parseSince(command.since, std::chrono::system_clock::now());
+      if (since) *request.mutable_since() = *since;
+    }
     v1::GetAccountingResponse response;
     grpc::Status status;
     {
       UnaryCall rpc(call.timeout, call.interrupt);
-      status = stub->GetAccounting(rpc.context(), command.request, &response);
+      status = stub->GetAccounting(rpc.context(), request, &response);
       if (rpc.finish()) return command.once ? 130 : 0;
     }
     if (!status.ok()) return reportRpcError(err, "GetAccounting", call.server, status);
@@ -191,7 +245,7 @@ int runTop(const AgentCall& call, const TopCommand& command, std::ostream& out,
       out << formatJson(response) << '\n';
     } else {
       if (command.clearScreen) out << "\033[H\033[2J";
-      out << formatTop(response, command.request.group_by(), call.color);
+      out << formatTop(response, command.request.group_by(), call.color, !command.since.empty());
     }
     out.flush();
     if (command.once) return 0;

@@ -25,6 +25,9 @@ struct TopCommand {
   bool once = false;
   std::chrono::nanoseconds interval = std::chrono::seconds(1);
   bool clearScreen = false;  // a refreshing view on a terminal
+  // --since: a duration ("10m", a window that moves with each refresh) or an RFC 3339 time;
+  // empty without exited processes.
+  std::string since;
 };
 
 // The `top` subcommand and its flags. Not copyable: the parser keeps pointers into it.
@@ -48,11 +51,13 @@ class TopCommands {
   std::string interval_ = "1s";
   std::vector<std::string> pids_;
   std::string cgroup_;
+  std::string since_;
 };
 
-// One snapshot as a table: a summary line, then the rows.
+// One snapshot as a table: a summary line, then the rows; with exits (--since), an EXITED
+// column that says when and how each exited process ended.
 std::string formatTop(const v1::GetAccountingResponse& response, const std::string& groupBy,
-                      bool color);
+                      bool color, bool exits = false);
 
 // Bytes as "1.5 GiB", "64.0 MiB", "512 KiB", "12 B".
 std::string humanBytes(uint64_t bytes);

@@ -121,7 +121,26 @@ assert int(top["snapshot_ns"]) > 0 and top["processes"] > 1, top
 PY
 vigil top --once --no-color -n 3 | grep -q "^PID  *COMM" || fail "vigil top --once prints no table"
 kill "$sleeper"
+wait "$sleeper" 2>/dev/null || true
 echo "vigil top: the sleeping process's RSS matches /proc"
+
+# --since: the sleeper is gone, and vigil top still lists it as exited, by SIGTERM.
+for _ in $(seq 50); do
+  vigil top --once --since 1m --pid "$sleeper" -o json >"$tmp/exited.json" || fail "vigil top --since failed"
+  grep -q '"exited"' "$tmp/exited.json" && break
+  sleep 0.1
+done
+python3 - "$tmp/exited.json" "$sleeper" <<'PY' || fail "vigil top --since does not list the exited sleeper"
+import json, sys
+rows = json.load(open(sys.argv[1]))["rows"]
+assert len(rows) == 1 and rows[0]["pid"] == int(sys.argv[2]), rows
+exited = rows[0]["exited"]
+assert exited["signal"] == 15 and exited["binary"].endswith("/sleep"), exited
+assert int(rows[0]["memory"]["peak_rss_bytes"]) > 0, rows[0]
+PY
+vigil top --once --no-color --since 1m --pid "$sleeper" | grep -q "ago, SIGTERM" ||
+  fail "vigil top --since shows no EXITED column"
+echo "vigil top --since: the exited sleeper, with its signal and peak"
 
 # --- 2. bad flags: exit code 2
 set +e

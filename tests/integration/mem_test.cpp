@@ -4,6 +4,7 @@
 // cgroup with a small limit is an oom_kill event naming the process; bad requests are refused.
 #include <fcntl.h>
 #include <sched.h>
+#include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -124,6 +125,14 @@ class Workload {
   int toChild_ = -1, fromChild_ = -1;
 };
 
+// Now as a Timestamp (protobuf 3.21's TimeUtil::GetCurrentTime has whole seconds only).
+google::protobuf::Timestamp wallClockNow() {
+  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
 // /proc/PID/status fields, in bytes.
 std::map<std::string, uint64_t> procStatus(pid_t pid) {
   std::map<std::string, uint64_t> out;
@@ -233,6 +242,7 @@ TEST_F(MemTest, ExitEventCarriesTheRssAndThePeak) {
   ASSERT_EQ(w->line(), "ready");
   const pid_t pid = w->pid();
   auto proc = procStatus(pid);
+  google::protobuf::Timestamp before = wallClockNow();
   w.reset();  // closes stdin: the workload exits with its memory still mapped
   v1::GetEventsRequest req;
   req.add_types(v1::EVENT_TYPE_EXIT);
@@ -247,6 +257,30 @@ TEST_F(MemTest, ExitEventCarriesTheRssAndThePeak) {
       5s, 20ms);
   ASSERT_TRUE(exit);
   expectWithin1Percent(exit->peak_rss_bytes(), proc["VmHWM"], "peak at exit against VmHWM");
+
+  // The process is gone, and the table of recent exits still answers for it (vigil top
+  // --since), with what the exit event said.
+  v1::GetAccountingRequest req2;
+  req2.add_pids(static_cast<uint32_t>(pid));
+  auto live = env_->agent->accounting(req2);
+  ASSERT_TRUE(live) << live.error().message();
+  EXPECT_EQ(live->rows_size(), 0) << "without since, only live processes";
+  *req2.mutable_since() = before;
+  auto withExits = env_->agent->accounting(req2);
+  ASSERT_TRUE(withExits) << withExits.error().message();
+  ASSERT_EQ(withExits->rows_size(), 1);
+  const v1::AccountingRow& gone = withExits->rows(0);
+  EXPECT_EQ(gone.pid(), static_cast<uint32_t>(pid));
+  ASSERT_TRUE(gone.has_exited());
+  EXPECT_EQ(gone.exited().exit_code(), 0);
+  EXPECT_EQ(gone.exited().binary(), std::string(VIGIL_MEM_WORKLOAD));
+  EXPECT_EQ(gone.memory().peak_rss_bytes(), std::max(exit->peak_rss_bytes(), exit->rss_bytes()));
+  EXPECT_EQ(gone.memory().rss_bytes(), exit->rss_bytes());
+  EXPECT_EQ(gone.exited().has_rss(), exit->has_rss_bytes());
+  *req2.mutable_since() = wallClockNow();
+  auto later = env_->agent->accounting(req2);
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->rows_size(), 0) << "since after the exit";
   // Since 6.16 the exit tracepoint runs before the mm is released (it gained group_dead then).
   int exitArgs = -1;
   bpf::withVmlinuxBtf([&](const ::btf* vmlinux) {

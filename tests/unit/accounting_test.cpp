@@ -142,6 +142,66 @@ TEST(Accounting, BadRequestsNameTheField) {
   r.add_pids(0);
   EXPECT_FALSE(checkAccountingRequest(r).ok());
   EXPECT_TRUE(checkAccountingRequest({}).ok());
+  r.Clear();
+  r.mutable_since()->set_seconds(1'700'000'000);
+  r.set_group_by("pod");
+  EXPECT_EQ(checkAccountingRequest(r).error().context(),
+            "since: exited processes are process rows; it cannot be used with group_by pod");
+  r.set_group_by("process");
+  EXPECT_TRUE(checkAccountingRequest(r).ok());
+  r.mutable_since()->set_nanos(-1);
+  EXPECT_EQ(checkAccountingRequest(r).error().context().rfind("since: not a valid time", 0), 0u);
+  r.mutable_since()->set_nanos(0);
+  r.mutable_since()->set_seconds(-5);
+  EXPECT_FALSE(checkAccountingRequest(r).ok());
+  r.mutable_since()->set_seconds(253402300800);  // past 9999-12-31
+  EXPECT_FALSE(checkAccountingRequest(r).ok());
+}
+
+v1::AccountingRow exitedRow(uint32_t pid, uint64_t cgroup, const std::string& path,
+                            uint64_t rss) {
+  v1::AccountingRow row;
+  row.set_pid(pid);
+  row.set_cgroup_id(cgroup);
+  row.set_cgroup_path(path);
+  row.mutable_memory()->set_rss_bytes(rss);
+  row.mutable_memory()->set_peak_rss_bytes(rss * 2);
+  row.mutable_exited()->set_has_rss(true);
+  return row;
+}
+
+TEST(Accounting, ExitedProcessesJoinTheProcessRowsNotTheTotals) {
+  AccountingContext c = context();
+  c.exited = {exitedRow(90, 10, "/kubepods/pod-a/c1", 5'000'000),
+              exitedRow(91, 20, "/system.slice/x.service", 1)};
+  v1::GetAccountingRequest req;
+  req.mutable_since()->set_seconds(1);
+  auto all = buildAccounting(kTasks, req, c);
+  auto without = buildAccounting(kTasks, {}, context());
+  EXPECT_EQ(all.total().rss_bytes(), without.total().rss_bytes()) << "totals are live memory";
+  EXPECT_EQ(all.processes(), without.processes());
+  ASSERT_EQ(all.rows_size(), without.rows_size() + 2);
+  // Sorted with the live rows by RSS: 5 MB is above every live process here (1000 pages).
+  EXPECT_EQ(all.rows(0).pid(), 90u);
+  EXPECT_TRUE(all.rows(0).has_exited());
+  EXPECT_EQ(all.rows(0).network_rx_bytes(), 1000u) << "its cgroup's bytes, as a live row";
+  EXPECT_EQ(all.rows(all.rows_size() - 1).pid(), 91u);
+
+  // The pid and cgroup filters apply to them too.
+  req.add_pids(91);
+  auto one = buildAccounting(kTasks, req, c);
+  ASSERT_EQ(one.rows_size(), 1);
+  EXPECT_EQ(one.rows(0).pid(), 91u);
+  req.clear_pids();
+  req.set_cgroup_prefix("/kubepods/");
+  auto pods = buildAccounting(kTasks, req, c);
+  for (const auto& row : pods.rows()) EXPECT_NE(row.pid(), 91u);
+
+  // Grouped views never carry them (the request check refuses since there).
+  req.Clear();
+  req.set_group_by("cgroup");
+  auto grouped = buildAccounting(kTasks, req, c);
+  for (const auto& row : grouped.rows()) EXPECT_FALSE(row.has_exited());
 }
 
 }  // namespace

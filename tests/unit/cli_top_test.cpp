@@ -43,8 +43,52 @@ TEST(cliTop, BadFlagsExitTwoWithOneClearMessage) {
       {{"top", "--cgroup", "kubepods"}, "--cgroup: expected a cgroup path prefix"},
       {{"top", "-n", "-1"}, "--limit: expected a whole number"},
       {{"top", "-o", "yaml"}, "--output: yaml not in"},
+      {{"top", "--since", "yesterday"}, "--since: expected a duration such as 10m"},
+      {{"top", "--since", "10m", "--by", "pod"},
+       "--since: exited processes are shown as processes: use it with --by process"},
   };
   for (const auto& c : cases) test_support::expectUsageError(c.args, c.message, "vigil top");
+}
+
+TEST(cliTop, SinceIsKeptAsGivenSoThatADurationMovesWithEachRefresh) {
+  auto c = test_support::parseCommand<TopCommand>({"top", "--since", "10m", "--once"});
+  EXPECT_EQ(c.since, "10m");
+  EXPECT_FALSE(c.request.has_since()) << "set at each refresh from the clock";
+  auto d = test_support::parseCommand<TopCommand>({"top"});
+  EXPECT_TRUE(d.since.empty());
+}
+
+TEST(cliTop, ExitedProcessesSayWhenAndHow) {
+  v1::GetAccountingResponse r;
+  r.mutable_time()->set_seconds(1000);
+  auto* live = r.add_rows();
+  live->set_pid(7);
+  live->set_comm("nginx");
+  live->set_threads(2);
+  live->mutable_memory()->set_rss_bytes(10u << 20);
+  auto* gone = r.add_rows();
+  gone->set_pid(8);
+  gone->set_comm("batch");
+  gone->mutable_memory()->set_rss_bytes(300u << 20);
+  gone->mutable_memory()->set_peak_rss_bytes(512u << 20);
+  gone->mutable_exited()->mutable_time()->set_seconds(988);
+  gone->mutable_exited()->set_signal(9);
+  gone->mutable_exited()->set_has_rss(true);
+  auto* old = r.add_rows();
+  old->set_pid(9);
+  old->set_comm("cron");
+  old->mutable_memory()->set_peak_rss_bytes(1u << 20);
+  old->mutable_exited()->mutable_time()->set_seconds(940);
+  old->mutable_exited()->set_exit_code(1);
+  std::string text = formatTop(r, "process", false, true);
+  EXPECT_NE(text.find("EXITED"), std::string::npos) << text;
+  EXPECT_NE(text.find("8    batch  -    300.0 MiB  -"), std::string::npos) << text;
+  EXPECT_NE(text.find("512.0 MiB"), std::string::npos) << text;
+  EXPECT_NE(text.find("12.0s ago, SIGKILL"), std::string::npos) << text;
+  EXPECT_NE(text.find("9    cron   -    -"), std::string::npos) << "no RSS at exit: -\n" << text;
+  EXPECT_NE(text.find("1m0s ago, code 1"), std::string::npos) << text;
+  EXPECT_EQ(formatTop(r, "process", false).find("EXITED"), std::string::npos)
+      << "no column without --since";
 }
 
 TEST(cliTop, Table) {

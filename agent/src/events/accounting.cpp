@@ -49,6 +49,18 @@ Status checkAccountingRequest(const v1::GetAccountingRequest& r) {
     return Error(EINVAL, "cgroup_prefix: '" + r.cgroup_prefix() + "' does not start with '/'");
   for (uint32_t pid : r.pids())
     if (pid == 0) return Error(EINVAL, "pids: pid 0 is no process");
+  if (r.has_since()) {
+    const auto& s = r.since();
+    // The protobuf Timestamp range: 0001-01-01 to 9999-12-31; before 1970 is no exit time.
+    if (s.seconds() < 0 || s.seconds() > 253402300799 || s.nanos() < 0 ||
+        s.nanos() >= 1'000'000'000)
+      return Error(EINVAL, "since: not a valid time (seconds " +
+                               std::to_string(r.since().seconds()) + ", nanos " +
+                               std::to_string(r.since().nanos()) + ")");
+    if (!g.empty() && g != "process")
+      return Error(EINVAL, "since: exited processes are process rows; it cannot be used with "
+                           "group_by " + g);
+  }
   return {};
 }
 
@@ -144,6 +156,20 @@ v1::GetAccountingResponse buildAccounting(std::span<const vigil_mem_task> tasks,
     }
   }
   for (auto& [_, row] : groups) rows.push_back(std::move(row));
+  if (groupBy == "process") {
+    for (const v1::AccountingRow& e : ctx.exited) {
+      if (!request.pids().empty() &&
+          std::find(request.pids().begin(), request.pids().end(), e.pid()) == request.pids().end())
+        continue;
+      if (!underPrefix(e.cgroup_path(), request.cgroup_prefix())) continue;
+      v1::AccountingRow row = e;
+      if (auto net = ctx.network.find(e.cgroup_id()); net != ctx.network.end()) {
+        row.set_network_rx_bytes(net->second.first);
+        row.set_network_tx_bytes(net->second.second);
+      }
+      rows.push_back(std::move(row));
+    }
+  }
 
   const bool byNetwork = request.sort_by() == "network";
   std::stable_sort(rows.begin(), rows.end(), [&](const auto& a, const auto& b) {

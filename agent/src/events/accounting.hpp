@@ -12,6 +12,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "common/error.hpp"
 #include "vigil/v1/vigil.pb.h"
@@ -29,10 +30,12 @@ struct AccountingContext {
   std::map<uint64_t, std::pair<uint64_t, uint64_t>> network;
   // The kernel's charge for a cgroup (memory.current / memory.usage_in_bytes), if known.
   std::function<std::optional<uint64_t>(const std::string& cgroupPath)> cgroupMemory;
+  // Processes that exited since the request's `since` (RecentExits rows), for process rows.
+  std::vector<v1::AccountingRow> exited;
 };
 
-// Rejects an unknown group_by or sort_by, or a cgroup_prefix that is not a path, with a
-// message naming the field.
+// Rejects an unknown group_by or sort_by, a cgroup_prefix that is not a path, or a since that
+// is not a valid time or comes with cgroup or pod rows, with a message naming the field.
 Status checkAccountingRequest(const v1::GetAccountingRequest& request);
 
 // Fills rows (sorted, limited), the process count and the node total. snapshot_ns and time

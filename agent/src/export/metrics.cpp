@@ -142,6 +142,10 @@ void addStores(const v1::GetStatusResponse& s, Families& f) {
     f.gauge("vigil_event_store_capacity", "Capacity of each in-memory event store",
             {{"store", "flows"}}, static_cast<double>(s.flows().ring_capacity()));
   }
+  f.gauge("vigil_event_store_events", "Recent events kept in memory for --last, by store",
+          {{"store", "exits"}}, static_cast<double>(s.recent_exits_size()));
+  f.gauge("vigil_event_store_capacity", "Capacity of each in-memory event store",
+          {{"store", "exits"}}, static_cast<double>(s.recent_exits_capacity()));
   f.gauge("vigil_process_table_entries", "Processes in the agent's process table", {},
           static_cast<double>(s.process_table_size()));
   f.gauge("vigil_process_table_capacity", "Capacity of the agent's process table", {},

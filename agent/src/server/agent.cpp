@@ -21,6 +21,7 @@
 #include <vigil/xdp.h>
 
 #include <filesystem>
+#include <limits>
 
 #include "common/log.hpp"
 #include "common/mountinfo.hpp"
@@ -102,6 +103,7 @@ google::protobuf::Duration toDuration(std::chrono::steady_clock::duration d) {
 Agent::Agent(const AgentConfig& config)
     : config_(config),
       hub_(config.eventRingSize, config.clientQueueSize),
+      exits_(config.exitTableSize),
       flowHub_(config.flowEventRingSize, config.clientQueueSize) {}
 
 Expected<std::unique_ptr<Agent>> Agent::start(const AgentConfig& config) {
@@ -418,6 +420,7 @@ void Agent::processLoop() {
       seen_[type]++;
       auto made = tracker_->onRecord(*record);
       if (!made) continue;
+      if (made->has_exit()) exits_.record(*made);
       std::shared_ptr<v1::Event> policy;
       if (auto* denied = std::get_if<events::DeniedRecord>(&record.value())) {
         nameRule(made->mutable_policy(), denied->ruleSlot);
@@ -957,6 +960,8 @@ v1::GetStatusResponse Agent::status() const {
   s.set_process_table_size(tableSize_);
   s.set_process_table_capacity(config_.processTableSize);
   s.set_process_table_evictions(tableEvictions_);
+  s.set_recent_exits_size(exits_.size());
+  s.set_recent_exits_capacity(exits_.capacity());
   s.set_api_address(apiDescription_);
   {
     std::lock_guard lock(descriptionMutex_);
@@ -1102,6 +1107,12 @@ Expected<v1::GetAccountingResponse> Agent::accounting(const v1::GetAccountingReq
   };
   ctx.cgroupMemory = [this](const std::string& path) { return cgroupMemory(path); };
   ctx.perProcess = [this](const std::string& path) { return workloads_->asksProcesses(path); };
+  if (request.has_since()) {
+    // Checked above to lie in 1970..9999; past 2262 nanoseconds overflow, and nothing exited.
+    const auto& s = request.since();
+    constexpr int64_t kMaxSeconds = std::numeric_limits<int64_t>::max() / 1'000'000'000 - 1;
+    if (s.seconds() <= kMaxSeconds) ctx.exited = exits_.since(s.seconds() * 1'000'000'000 + s.nanos());
+  }
   {
     std::lock_guard lock(flowMutex_);
     if (flow_ && flow_->running("cgroup_traffic")) {
@@ -1120,7 +1131,11 @@ Expected<v1::GetAccountingResponse> Agent::accounting(const v1::GetAccountingReq
                                                 .count()));
   out.set_iterator_ns(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(iterated - start).count()));
-  *out.mutable_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  // Not TimeUtil::GetCurrentTime(): protobuf 3.21's has whole seconds only.
+  *out.mutable_time() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count());
   out.set_cgroup_memory(memcgDescription_);
   return out;
 }

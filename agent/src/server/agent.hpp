@@ -27,6 +27,7 @@
 #include "events/cgroups.hpp"
 #include "events/flow_tracker.hpp"
 #include "events/process_tracker.hpp"
+#include "events/recent_exits.hpp"
 #include "k8s/workload_resolver.hpp"
 #include "export/api_server.hpp"
 #include "export/json_export.hpp"
@@ -100,6 +101,7 @@ class Agent {
   std::unique_ptr<k8s::WorkloadResolver> workloads_;  // thread-safe
   std::unique_ptr<events::ProcessTracker> tracker_;  // decoder thread only, after start
   EventHub hub_;
+  events::RecentExits exits_;  // thread-safe
   std::unique_ptr<bpf::Skeleton> skel_;
   std::unique_ptr<bpf::RingReader> reader_;
   std::unique_ptr<policy::PolicyStore> policies_;

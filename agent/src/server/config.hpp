@@ -20,6 +20,7 @@ struct AgentConfig {
   uint32_t drainIntervalMs = 50;
   size_t recordQueueSize = 65536;       // records between the reader and the decoder
   size_t eventRingSize = 8192;          // recent events kept for --last
+  size_t exitTableSize = 4096;          // recent exits kept for vigil top --since
   size_t clientQueueSize = 4096;        // per following client
   size_t processTableSize = 32768;
   // Watched for policy files (*.yaml, *.yml); a mounted ConfigMap works as it is.
