@@ -102,6 +102,12 @@ int BPF_PROG(vigil_oom_victim, struct task_struct *task, uid_t uid)
 	r->oom_score_adj = BPF_CORE_READ(task, signal, oom_score_adj);
 	r->pad = 0;
 	BPF_CORE_READ_STR_INTO(&r->comm, task, comm);
+	r->memcg_id = 0;
+	if (bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id)) {
+		int memcg = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+
+		r->memcg_id = BPF_CORE_READ(task, cgroups, subsys[memcg], cgroup, kn, id);
+	}
 	bpf_ringbuf_submit(r, 0);
 	return 0;
 }

@@ -497,6 +497,8 @@ std::string formatCompact(const v1::Event& event, bool color) {
            ", file " + std::to_string(oom.file_rss_bytes()) + ", shmem " +
            std::to_string(oom.shmem_rss_bytes()) + ")";
     if (!process->cgroup_path().empty()) out += "  cgroup=" + sanitize(process->cgroup_path());
+    if (!oom.memory_cgroup().empty() && oom.memory_cgroup() != process->cgroup_path())
+      out += "  memcg=" + sanitize(oom.memory_cgroup());
     return out;
   }
 

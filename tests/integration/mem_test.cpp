@@ -378,6 +378,9 @@ TEST_F(MemTest, OomKillIsAnEventNamingTheProcess) {
       5s, 20ms);
   ASSERT_TRUE(event) << "no oom_kill event for the workload, pid " << victim;
   EXPECT_EQ(event->process().comm(), "vigil_mem_workl");
+  // The cgroup whose limit was hit, in the hierarchy holding the memory controller (v1's on a
+  // hybrid host, where the process's own cgroup path is the v2 one).
+  EXPECT_EQ(event->memory_cgroup(), cg->rel());
   EXPECT_GT(event->anon_rss_bytes(), 16u << 20);
   EXPECT_LE(event->anon_rss_bytes(), 40u << 20);
 }

@@ -139,6 +139,14 @@ TEST(cliTop, OomEventsAreATypeAndPrintTheirMemory) {
                       "  cgroup=/oom-test"),
             std::string::npos)
       << line;
+  EXPECT_EQ(line.find("memcg="), std::string::npos) << "no memory cgroup known: " << line;
+  oom->set_memory_cgroup("/oom-test");
+  EXPECT_EQ(formatCompact(ev, false).find("memcg="), std::string::npos)
+      << "cgroup v2: the memory cgroup is the cgroup";
+  oom->set_memory_cgroup("/batch/limited");  // a hybrid host's v1 memory hierarchy
+  EXPECT_NE(formatCompact(ev, false).find("  cgroup=/oom-test  memcg=/batch/limited"),
+            std::string::npos)
+      << formatCompact(ev, false);
 }
 
 }  // namespace

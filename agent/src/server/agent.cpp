@@ -1010,6 +1010,8 @@ void Agent::startMem() {
         ::access((m.mountPoint + "/memory.usage_in_bytes").c_str(), R_OK) == 0)
       memcgV1Root_ = m.mountPoint;
   }
+  if (!memcgV1Root_.empty())
+    memcgV1Paths_ = std::make_unique<events::CgroupPaths>(memcgV1Root_, config_.procRoot);
   memcgDescription_ =
       !cgroups_->mountPoint().empty() &&
               ::access((cgroups_->mountPoint() + "/memory.stat").c_str(), R_OK) == 0
@@ -1084,8 +1086,11 @@ void Agent::publishOom(std::span<const uint8_t> raw) {
   oom->set_total_vm_bytes(r.total_vm_pages * page);
   oom->set_oom_score_adj(r.oom_score_adj);
   oom->set_uid(r.uid);
-  log::warn("OOM kill: pid " + std::to_string(r.pid) + " (" + p->comm() + ") in " +
-            p->cgroup_path() + ", RSS " +
+  // Ids of the v1 memory hierarchy are its own (no /proc hint: that reads the v2 line).
+  oom->set_memory_cgroup(memcgV1Paths_ ? memcgV1Paths_->pathFor(r.memcg_id, 0)
+                                       : cgroups_->pathFor(r.memcg_id, r.pid));
+  log::warn("OOM kill: pid " + std::to_string(r.pid) + " (" + p->comm() + ") in memory cgroup " +
+            (oom->memory_cgroup().empty() ? "(unknown)" : oom->memory_cgroup()) + ", RSS " +
             std::to_string((r.anon_pages + r.file_pages + r.shmem_pages) * page) + " bytes");
   hub_.publish(EventPtr(std::move(ev)));
 }

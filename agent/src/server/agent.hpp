@@ -125,6 +125,7 @@ class Agent {
   std::string memUnavailable_;
   std::unique_ptr<bpf::RingReader> memReader_;
   std::string memcgV1Root_;  // the cgroup v1 memory controller's mount, on hybrid hosts
+  std::unique_ptr<events::CgroupPaths> memcgV1Paths_;  // ids in it, when memcgV1Root_ is set
   std::string memcgDescription_;  // which cgroup memory figures GetAccounting gives (set once)
   std::atomic<uint64_t> oomKills_{0};
   std::map<uint32_t, std::string> dropReasons_;       // set once at start

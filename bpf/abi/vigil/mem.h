@@ -56,8 +56,11 @@ struct vigil_oom_record {
 	__s32 oom_score_adj;
 	__u32 pad;
 	char comm[VIGIL_COMM_LEN];
+	/* The victim's memory cgroup: its id in the hierarchy that holds the memory controller
+	 * (cgroup v1's on a hybrid host, where cgroup_id is the v2 one); 0 without memcg. */
+	__u64 memcg_id;
 };
-VIGIL_ABI_ASSERT(sizeof(struct vigil_oom_record) == 96, "vigil_oom_record ABI");
+VIGIL_ABI_ASSERT(sizeof(struct vigil_oom_record) == 104, "vigil_oom_record ABI");
 
 /* Counters the memory programs keep (vigil_mem_stats, per CPU). */
 enum vigil_mem_stat {
