@@ -21,7 +21,8 @@ The agent reads every process's memory counters from the kernel at each refresh 
 iterator: nothing runs on the page-fault path). RSS = ANON + FILE + SHMEM, as VmRSS in
 /proc/PID/status; PEAK is the kernel's high-water mark (VmHWM); threads share one count.
 --by cgroup adds CHARGED, the kernel's own charge for the cgroup (memory.current), which also
-counts page cache and kernel memory. NET IN/OUT are IP bytes of the cgroups since the agent
+counts page cache and kernel memory, and CHG PEAK, the high-water mark of that charge
+(memory.peak). NET IN/OUT are IP bytes of the cgroups since the agent
 started (with flow tracking on).
 
 Examples:
@@ -157,7 +158,7 @@ std::string formatTop(const v1::GetAccountingResponse& r, const std::string& gro
                                          "SWAP", "PEAK", "NET IN", "NET OUT", "WORKLOAD"}
               : std::vector<std::string>{groupBy == "pod" ? "POD OR CGROUP" : "CGROUP", "PROCS",
                                          "RSS", "ANON", "FILE", "SHMEM", "SWAP", "CHARGED",
-                                         "NET IN", "NET OUT"};
+                                         "CHG PEAK", "NET IN", "NET OUT"};
   if (process && exits) names.push_back("EXITED");
   std::vector<Row> rows = {headerRow(names)};
   for (const auto& row : r.rows()) {
@@ -214,6 +215,8 @@ std::string formatTop(const v1::GetAccountingResponse& r, const std::string& gro
                       {humanBytes(m.shmem_bytes())},
                       {humanBytes(m.swap_bytes())},
                       {row.cgroup_memory_bytes() ? humanBytes(row.cgroup_memory_bytes()) : "-"},
+                      {row.cgroup_memory_peak_bytes() ? humanBytes(row.cgroup_memory_peak_bytes())
+                                                      : "-"},
                       {humanBytes(row.network_rx_bytes())},
                       {humanBytes(row.network_tx_bytes())}});
     }

@@ -311,12 +311,39 @@ TEST_F(MemTest, SixteenThreadsCountOnce) {
   EXPECT_EQ(rows, 1);
 }
 
+// The cgroup v1 memory controller's mount point ("" where there is none: cgroup v2 only).
+std::string memcgV1Root() {
+  std::string root;
+  for (const auto& m : readMountInfo("/proc/self/mountinfo"))
+    if (m.fsType == "cgroup" && m.mountPoint.find("memory") != std::string::npos)
+      root = m.mountPoint;
+  return root;
+}
+
+uint64_t readNumber(const std::string& file) {
+  std::ifstream in(file);
+  uint64_t v = 0;
+  in >> v;
+  return v;
+}
+
 TEST_F(MemTest, TwoCgroupsAreAttributedSeparately) {
   auto mount = findCgroup2Mount("/proc/self/mountinfo");
   ASSERT_TRUE(mount);
   OwnCgroup a(*mount, "a"), b(*mount, "b");
-  Workload wa(64, 0, 0, 1, {a.procs()});
-  Workload wb(24, 0, 0, 1, {b.procs()});
+  // On a hybrid host, memory cgroups at the same paths in the v1 memory hierarchy: the charge
+  // the kernel keeps for them is what CHARGED shows.
+  const std::string v1Root = memcgV1Root();
+  std::unique_ptr<OwnCgroup> ma, mb;
+  std::vector<std::string> procsA = {a.procs()}, procsB = {b.procs()};
+  if (!v1Root.empty()) {
+    ma = std::make_unique<OwnCgroup>(v1Root, "a");
+    mb = std::make_unique<OwnCgroup>(v1Root, "b");
+    procsA.push_back(ma->procs());
+    procsB.push_back(mb->procs());
+  }
+  Workload wa(64, 0, 0, 1, procsA);
+  Workload wb(24, 0, 0, 1, procsB);
   ASSERT_EQ(wa.line(), "ready");
   ASSERT_EQ(wb.line(), "ready");
   v1::GetAccountingRequest req;
@@ -332,6 +359,21 @@ TEST_F(MemTest, TwoCgroupsAreAttributedSeparately) {
   expectWithin1Percent(byPath[a.rel()].memory().rss_bytes(), procStatus(wa.pid())["VmRSS"], "a");
   expectWithin1Percent(byPath[b.rel()].memory().rss_bytes(), procStatus(wb.pid())["VmRSS"], "b");
   EXPECT_GT(byPath[a.rel()].memory().anon_bytes(), byPath[b.rel()].memory().anon_bytes() + (30u << 20));
+
+  // The kernel's own charge and its peak, as the cgroup's files give them.
+  std::string chargeDir = ma ? ma->path() : a.path();
+  std::string current = ma ? "/memory.usage_in_bytes" : "/memory.current";
+  std::string peak = ma ? "/memory.max_usage_in_bytes" : "/memory.peak";
+  if (!fs::exists(chargeDir + current))
+    GTEST_SKIP() << "no memory controller for " << chargeDir << " (cgroup v2 without +memory)";
+  const uint64_t wantCurrent = readNumber(chargeDir + current);
+  const uint64_t wantPeak = readNumber(chargeDir + peak);
+  expectWithin1Percent(byPath[a.rel()].cgroup_memory_bytes(), wantCurrent, "charge of a");
+  EXPECT_GE(wantCurrent, 64u << 20);
+  if (fs::exists(chargeDir + peak)) {
+    expectWithin1Percent(byPath[a.rel()].cgroup_memory_peak_bytes(), wantPeak, "charge peak of a");
+    EXPECT_GE(byPath[a.rel()].cgroup_memory_peak_bytes(), byPath[a.rel()].cgroup_memory_bytes());
+  }
 }
 
 TEST_F(MemTest, OomKillIsAnEventNamingTheProcess) {

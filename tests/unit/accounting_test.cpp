@@ -51,6 +51,10 @@ AccountingContext context() {
     if (path == "/system.slice/x.service") return 123456;
     return std::nullopt;
   };
+  c.cgroupMemoryPeak = [](const std::string& path) -> std::optional<uint64_t> {
+    if (path == "/system.slice/x.service") return 654321;
+    return std::nullopt;
+  };
   return c;
 }
 
@@ -92,6 +96,7 @@ TEST(Accounting, CgroupsAndPodsGroupTheirProcesses) {
   EXPECT_EQ(c.rows(0).memory().rss_bytes(), 1010u * 4096);
   EXPECT_EQ(c.rows(0).network_rx_bytes(), 1000u) << "a cgroup's bytes count once";
   EXPECT_EQ(c.rows(2).cgroup_memory_bytes(), 123456u);
+  EXPECT_EQ(c.rows(2).cgroup_memory_peak_bytes(), 654321u);
 
   v1::GetAccountingRequest byPod;
   byPod.set_group_by("pod");

@@ -143,6 +143,9 @@ v1::GetAccountingResponse buildAccounting(std::span<const vigil_mem_task> tasks,
         if (ctx.cgroupMemory && !path.empty()) {
           if (auto charged = ctx.cgroupMemory(path)) row.set_cgroup_memory_bytes(*charged);
         }
+        if (ctx.cgroupMemoryPeak && !path.empty()) {
+          if (auto peak = ctx.cgroupMemoryPeak(path)) row.set_cgroup_memory_peak_bytes(*peak);
+        }
       }
     }
     add(row.mutable_memory(), mem);

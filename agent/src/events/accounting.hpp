@@ -30,6 +30,8 @@ struct AccountingContext {
   std::map<uint64_t, std::pair<uint64_t, uint64_t>> network;
   // The kernel's charge for a cgroup (memory.current / memory.usage_in_bytes), if known.
   std::function<std::optional<uint64_t>(const std::string& cgroupPath)> cgroupMemory;
+  // Its high-water mark (memory.peak / memory.max_usage_in_bytes), if known.
+  std::function<std::optional<uint64_t>(const std::string& cgroupPath)> cgroupMemoryPeak;
   // Processes that exited since the request's `since` (RecentExits rows), for process rows.
   std::vector<v1::AccountingRow> exited;
 };

@@ -1024,17 +1024,28 @@ void Agent::startMem() {
             (memcgV1Root_.empty() ? "" : "; cgroup v1 memory controller at " + memcgV1Root_));
 }
 
+namespace {
+std::optional<uint64_t> readNumber(const std::string& file) {
+  std::ifstream in(file);
+  uint64_t v = 0;
+  if (in >> v) return v;
+  return std::nullopt;
+}
+}  // namespace
+
 std::optional<uint64_t> Agent::cgroupMemory(const std::string& path) const {
-  auto readNumber = [](const std::string& file) -> std::optional<uint64_t> {
-    std::ifstream in(file);
-    uint64_t v = 0;
-    if (in >> v) return v;
-    return std::nullopt;
-  };
   if (!cgroups_->mountPoint().empty()) {
     if (auto v = readNumber(cgroups_->mountPoint() + path + "/memory.current")) return v;
   }
   if (!memcgV1Root_.empty()) return readNumber(memcgV1Root_ + path + "/memory.usage_in_bytes");
+  return std::nullopt;
+}
+
+std::optional<uint64_t> Agent::cgroupMemoryPeak(const std::string& path) const {
+  if (!cgroups_->mountPoint().empty()) {
+    if (auto v = readNumber(cgroups_->mountPoint() + path + "/memory.peak")) return v;
+  }
+  if (!memcgV1Root_.empty()) return readNumber(memcgV1Root_ + path + "/memory.max_usage_in_bytes");
   return std::nullopt;
 }
 
@@ -1111,6 +1122,7 @@ Expected<v1::GetAccountingResponse> Agent::accounting(const v1::GetAccountingReq
     return w;
   };
   ctx.cgroupMemory = [this](const std::string& path) { return cgroupMemory(path); };
+  ctx.cgroupMemoryPeak = [this](const std::string& path) { return cgroupMemoryPeak(path); };
   ctx.perProcess = [this](const std::string& path) { return workloads_->asksProcesses(path); };
   if (request.has_since()) {
     // Checked above to lie in 1970..9999; past 2262 nanoseconds overflow, and nothing exited.

@@ -85,6 +85,7 @@ class Agent {
   void startMem();
   void publishOom(std::span<const uint8_t> raw);  // decoder thread
   std::optional<uint64_t> cgroupMemory(const std::string& path) const;
+  std::optional<uint64_t> cgroupMemoryPeak(const std::string& path) const;
   api::MetricsSnapshot metricsSnapshot() const;  // a metrics scrape's view
 
   // Per record type (enum vigil_record_type), index 0 for types this agent does not know.
