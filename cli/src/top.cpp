@@ -163,31 +163,7 @@ std::string formatTop(const v1::GetAccountingResponse& r, const std::string& gro
   std::vector<Row> rows = {headerRow(names)};
   for (const auto& row : r.rows()) {
     const auto& m = row.memory();
-    if (process && row.has_exited()) {
-      // What is known of a process that is gone: its RSS at exit (if the kernel gave it), its
-      // peak, and when and how it ended.
-      const auto& e = row.exited();
-      const int64_t agoNs = google::protobuf::util::TimeUtil::TimestampToNanoseconds(r.time()) -
-                            google::protobuf::util::TimeUtil::TimestampToNanoseconds(e.time());
-      std::string how = e.signal() != 0 ? signalName(e.signal())
-                                        : "code " + std::to_string(e.exit_code());
-      Row out = {{std::to_string(row.pid())},
-                 {sanitize(row.comm())},
-                 {"-"},
-                 {e.has_rss() ? humanBytes(m.rss_bytes()) : "-"},
-                 {"-"},
-                 {"-"},
-                 {"-"},
-                 {"-"},
-                 {humanBytes(m.peak_rss_bytes())},
-                 {humanBytes(row.network_rx_bytes())},
-                 {humanBytes(row.network_tx_bytes())},
-                 {sanitize(workloadOf(row))}};
-      if (exits)
-        out.push_back({formatDuration(std::chrono::nanoseconds(std::max<int64_t>(agoNs, 0))) +
-                       " ago, " + how});
-      rows.push_back(std::move(out));
-    } else if (process) {
+    if (process) {
       Row out = {{std::to_string(row.pid())},
                  {sanitize(row.comm())},
                  {std::to_string(row.threads())},
@@ -200,7 +176,19 @@ std::string formatTop(const v1::GetAccountingResponse& r, const std::string& gro
                  {humanBytes(row.network_rx_bytes())},
                  {humanBytes(row.network_tx_bytes())},
                  {sanitize(workloadOf(row))}};
-      if (exits) out.push_back({"-"});
+      std::string exited = "-";
+      if (row.has_exited()) {
+        // What is known of a process that is gone: its RSS at exit (if the kernel gave it),
+        // its peak, and when and how it ended; no threads and no breakdown.
+        const auto& e = row.exited();
+        for (size_t i : {2, 4, 5, 6, 7}) out[i] = {"-"};
+        if (!e.has_rss()) out[3] = {"-"};
+        const int64_t agoNs = google::protobuf::util::TimeUtil::TimestampToNanoseconds(r.time()) -
+                              google::protobuf::util::TimeUtil::TimestampToNanoseconds(e.time());
+        exited = formatDuration(std::chrono::nanoseconds(std::max<int64_t>(agoNs, 0))) + " ago, " +
+                 (e.signal() != 0 ? signalName(e.signal()) : "code " + std::to_string(e.exit_code()));
+      }
+      if (exits) out.push_back({exited});
       rows.push_back(std::move(out));
     } else {
       std::string name = row.workload().kind() == "pod" && row.cgroup_path().empty()

@@ -16,6 +16,11 @@ void add(v1::MemoryCounters* to, const v1::MemoryCounters& m) {
   to->set_peak_rss_bytes(to->peak_rss_bytes() + m.peak_rss_bytes());
 }
 
+bool wantedPid(const v1::GetAccountingRequest& request, uint32_t pid) {
+  return request.pids().empty() ||
+         std::find(request.pids().begin(), request.pids().end(), pid) != request.pids().end();
+}
+
 bool underPrefix(const std::string& path, const std::string& prefix) {
   if (prefix.empty()) return true;
   if (!path.starts_with(prefix)) return false;
@@ -84,9 +89,7 @@ v1::GetAccountingResponse buildAccounting(std::span<const vigil_mem_task> tasks,
   for (const vigil_mem_task& t : tasks) {
     const v1::MemoryCounters mem = memoryOf(t, ctx.pageSize);
     add(out.mutable_total(), mem);
-    if (!request.pids().empty() &&
-        std::find(request.pids().begin(), request.pids().end(), t.pid) == request.pids().end())
-      continue;
+    if (!wantedPid(request, t.pid)) continue;
     auto [info, newCgroup] = cgroups.try_emplace(t.cgroup_id);
     if (newCgroup) {
       if (ctx.cgroupPath) info->second.path = ctx.cgroupPath(t.cgroup_id, t.pid);
@@ -161,10 +164,8 @@ v1::GetAccountingResponse buildAccounting(std::span<const vigil_mem_task> tasks,
   for (auto& [_, row] : groups) rows.push_back(std::move(row));
   if (groupBy == "process") {
     for (const v1::AccountingRow& e : ctx.exited) {
-      if (!request.pids().empty() &&
-          std::find(request.pids().begin(), request.pids().end(), e.pid()) == request.pids().end())
+      if (!wantedPid(request, e.pid()) || !underPrefix(e.cgroup_path(), request.cgroup_prefix()))
         continue;
-      if (!underPrefix(e.cgroup_path(), request.cgroup_prefix())) continue;
       v1::AccountingRow row = e;
       if (auto net = ctx.network.find(e.cgroup_id()); net != ctx.network.end()) {
         row.set_network_rx_bytes(net->second.first);
