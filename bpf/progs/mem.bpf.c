@@ -79,7 +79,9 @@ SEC("tp_btf/mark_victim")
 int BPF_PROG(vigil_oom_victim, struct task_struct *task, uid_t uid)
 {
 	struct vigil_oom_record *r;
-	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	/* A direct load through the tracepoint's BTF pointer, so that the counters are read as the
+	 * iterator reads them (never negative, either layout). */
+	struct mm_struct *mm = task->mm;
 
 	mem__inc(VIGIL_MEM_STAT_OOM_SEEN);
 	r = bpf_ringbuf_reserve(&vigil_mem_ring, sizeof(*r), 0);
@@ -95,10 +97,10 @@ int BPF_PROG(vigil_oom_victim, struct task_struct *task, uid_t uid)
 	r->uid = uid;
 	r->cgroup_id = extract__cgroup_id(task);
 	r->proc_start_ns = extract__proc_start_ns(task);
-	r->anon_pages = mm ? BPF_CORE_READ(mm, rss_stat[VIGIL_MM_ANONPAGES].count) : 0;
-	r->file_pages = mm ? BPF_CORE_READ(mm, rss_stat[VIGIL_MM_FILEPAGES].count) : 0;
-	r->shmem_pages = mm ? BPF_CORE_READ(mm, rss_stat[VIGIL_MM_SHMEMPAGES].count) : 0;
-	r->total_vm_pages = mm ? BPF_CORE_READ(mm, total_vm) : 0;
+	r->anon_pages = mm ? mm__counter(mm, VIGIL_MM_ANONPAGES) : 0;
+	r->file_pages = mm ? mm__counter(mm, VIGIL_MM_FILEPAGES) : 0;
+	r->shmem_pages = mm ? mm__counter(mm, VIGIL_MM_SHMEMPAGES) : 0;
+	r->total_vm_pages = mm ? mm->total_vm : 0;
 	r->oom_score_adj = BPF_CORE_READ(task, signal, oom_score_adj);
 	r->pad = 0;
 	BPF_CORE_READ_STR_INTO(&r->comm, task, comm);

@@ -26,11 +26,11 @@ Expected<std::unique_ptr<MemDataPath>> MemDataPath::open() {
   std::unique_ptr<MemDataPath> dp(new MemDataPath());
   dp->skel_ = vigil_mem::open();
   if (!dp->skel_) return Error(errno, "open BPF object vigil_mem");
-  // The victim's task is the tracepoint's first argument since Linux 6.x; older kernels pass a
-  // pid there, which this program cannot use.
-  bool hasOom = false;
+  // The victim's task (and uid) are the tracepoint's arguments since Linux 6.8; older kernels
+  // pass only a pid, which this program cannot use.
+  int oomArgs = -1;
   withVmlinuxBtf([&](const ::btf* vmlinux) {
-    hasOom = btf__find_by_name_kind(vmlinux, "btf_trace_mark_victim", BTF_KIND_TYPEDEF) > 0;
+    oomArgs = tracepointArgCount(vmlinux, "mark_victim");
     // Kernels before 6.2 keep the RSS counters as atomics (struct mm_rss_stat): exact. Later
     // ones keep per-CPU counters, read as their global counts.
     dp->exact_ = btf__find_by_name_kind(vmlinux, "mm_rss_stat", BTF_KIND_STRUCT) > 0;
@@ -38,10 +38,13 @@ Expected<std::unique_ptr<MemDataPath>> MemDataPath::open() {
     // on the exit program still sees the mm and reports the RSS at exit.
     dp->exitHasRss_ = tracepointArgCount(vmlinux, "sched_process_exit") >= 2;
   });
+  const bool hasOom = oomArgs >= 2;
   bpf_program__set_autoload(dp->skel_->progs.vigil_oom_victim, hasOom);
-  if (!hasOom) dp->oomUnavailable_ = "this kernel has no oom/mark_victim tracepoint";
+  if (oomArgs < 0) dp->oomUnavailable_ = "this kernel has no oom/mark_victim tracepoint";
+  if (oomArgs >= 0 && !hasOom)
+    dp->oomUnavailable_ = "this kernel's oom/mark_victim passes only a pid (Linux 6.8+ passes the task)";
   if (int err = vigil_mem::load(dp->skel_)) {
-    // A kernel whose mark_victim passes a pid, not a task, refuses the program: try without.
+    // Should the kernel still refuse the OOM program, the iterator goes on without it.
     if (!hasOom) return Error(err, "load memory programs (see libbpf log)");
     vigil_mem::destroy(dp->skel_);
     dp->skel_ = vigil_mem::open();

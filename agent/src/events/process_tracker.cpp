@@ -176,7 +176,7 @@ std::shared_ptr<v1::Event> ProcessTracker::onExit(const ExitRecord& r) {
   exit->set_exit_code(r.exitCode());
   exit->set_signal(r.signal());
   exit->set_core_dumped(r.coreDumped());
-  const auto pageSize = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  static const auto pageSize = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   exit->set_peak_rss_bytes(r.peakRssPages * pageSize);
   if (r.rssPages) exit->set_rss_bytes(*r.rssPages * pageSize);
   if (r.ktimeNs > r.procStartNs) *exit->mutable_lifetime() = durationNs(r.ktimeNs - r.procStartNs);

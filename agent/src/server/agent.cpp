@@ -1012,13 +1012,23 @@ void Agent::startMem() {
   }
   if (!memcgV1Root_.empty())
     memcgV1Paths_ = std::make_unique<events::CgroupPaths>(memcgV1Root_, config_.procRoot);
-  memcgDescription_ =
-      !cgroups_->mountPoint().empty() &&
-              ::access((cgroups_->mountPoint() + "/memory.stat").c_str(), R_OK) == 0
-          ? "cgroup v2 memory.current"
-      : !memcgV1Root_.empty() ? "cgroup v1 memory.usage_in_bytes at " + memcgV1Root_ +
-                                    " (same path as in the v2 hierarchy)"
-                              : "unavailable: no memory controller on cgroup v2 or v1";
+  // The cgroup charge comes from one hierarchy, found here once: a controller is on v2 or on
+  // v1, never both.
+  if (!cgroups_->mountPoint().empty() &&
+      ::access((cgroups_->mountPoint() + "/memory.stat").c_str(), R_OK) == 0) {
+    memcgRoot_ = cgroups_->mountPoint();
+    memcgCurrentFile_ = "/memory.current";
+    memcgPeakFile_ = "/memory.peak";
+    memcgDescription_ = "cgroup v2 memory.current";
+  } else if (!memcgV1Root_.empty()) {
+    memcgRoot_ = memcgV1Root_;
+    memcgCurrentFile_ = "/memory.usage_in_bytes";
+    memcgPeakFile_ = "/memory.max_usage_in_bytes";
+    memcgDescription_ = "cgroup v1 memory.usage_in_bytes at " + memcgV1Root_ +
+                        " (same path as in the v2 hierarchy)";
+  } else {
+    memcgDescription_ = "unavailable: no memory controller on cgroup v2 or v1";
+  }
   log::info(std::string("memory accounting: task iterator attached (") +
             (mem_->exact() ? "exact counters" : "global counts of per-CPU counters") + ")" +
             (memcgV1Root_.empty() ? "" : "; cgroup v1 memory controller at " + memcgV1Root_));
@@ -1032,22 +1042,6 @@ std::optional<uint64_t> readNumber(const std::string& file) {
   return std::nullopt;
 }
 }  // namespace
-
-std::optional<uint64_t> Agent::cgroupMemory(const std::string& path) const {
-  if (!cgroups_->mountPoint().empty()) {
-    if (auto v = readNumber(cgroups_->mountPoint() + path + "/memory.current")) return v;
-  }
-  if (!memcgV1Root_.empty()) return readNumber(memcgV1Root_ + path + "/memory.usage_in_bytes");
-  return std::nullopt;
-}
-
-std::optional<uint64_t> Agent::cgroupMemoryPeak(const std::string& path) const {
-  if (!cgroups_->mountPoint().empty()) {
-    if (auto v = readNumber(cgroups_->mountPoint() + path + "/memory.peak")) return v;
-  }
-  if (!memcgV1Root_.empty()) return readNumber(memcgV1Root_ + path + "/memory.max_usage_in_bytes");
-  return std::nullopt;
-}
 
 void Agent::publishOom(std::span<const uint8_t> raw) {
   vigil_oom_record r{};
@@ -1063,7 +1057,6 @@ void Agent::publishOom(std::span<const uint8_t> raw) {
     return;
   }
   seen_[VIGIL_REC_OOM_KILL]++;
-  oomKills_++;
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   auto ev = std::make_shared<v1::Event>();
   *ev->mutable_time() = events::Clock().toTimestamp(r.hdr.ktime_ns);
@@ -1107,6 +1100,11 @@ void Agent::publishOom(std::span<const uint8_t> raw) {
 }
 
 Expected<v1::GetAccountingResponse> Agent::accounting(const v1::GetAccountingRequest& request) const {
+  return accounting(request, true);
+}
+
+Expected<v1::GetAccountingResponse> Agent::accounting(const v1::GetAccountingRequest& request,
+                                                      bool cgroupFigures) const {
   if (auto s = events::checkAccountingRequest(request); !s) return s.error();
   if (!mem_) return Error(ENOTSUP, "memory accounting is unavailable: " + memUnavailable_);
   const auto start = std::chrono::steady_clock::now();
@@ -1121,8 +1119,14 @@ Expected<v1::GetAccountingResponse> Agent::accounting(const v1::GetAccountingReq
     k8s::toProto(workloads_->resolve(path, pid), &w);
     return w;
   };
-  ctx.cgroupMemory = [this](const std::string& path) { return cgroupMemory(path); };
-  ctx.cgroupMemoryPeak = [this](const std::string& path) { return cgroupMemoryPeak(path); };
+  if (cgroupFigures && !memcgRoot_.empty()) {
+    ctx.cgroupMemory = [this](const std::string& path) {
+      return readNumber(memcgRoot_ + path + memcgCurrentFile_);
+    };
+    ctx.cgroupMemoryPeak = [this](const std::string& path) {
+      return readNumber(memcgRoot_ + path + memcgPeakFile_);
+    };
+  }
   ctx.perProcess = [this](const std::string& path) { return workloads_->asksProcesses(path); };
   if (request.has_since()) {
     // Checked above to lie in 1970..9999; past 2262 nanoseconds overflow, and nothing exited.
@@ -1130,7 +1134,7 @@ Expected<v1::GetAccountingResponse> Agent::accounting(const v1::GetAccountingReq
     constexpr int64_t kMaxSeconds = std::numeric_limits<int64_t>::max() / 1'000'000'000 - 1;
     if (s.seconds() <= kMaxSeconds) ctx.exited = exits_.since(s.seconds() * 1'000'000'000 + s.nanos());
   }
-  {
+  if (cgroupFigures) {
     std::lock_guard lock(flowMutex_);
     if (flow_ && flow_->running("cgroup_traffic")) {
       if (auto rows = flow_->readTraffic()) {
@@ -1174,7 +1178,8 @@ api::MetricsSnapshot Agent::metricsSnapshot() const {
   if (mem_) {
     v1::GetAccountingRequest byPod;
     byPod.set_group_by("pod");
-    if (auto r = accounting(byPod)) {
+    // Pod memory only: the traffic above has the network bytes, and no cgroup's charge is used.
+    if (auto r = accounting(byPod, false)) {
       m.memory = std::move(r.value());
       m.hasMemory = true;
     }

@@ -84,8 +84,10 @@ class Agent {
   void fillFlowStatus(v1::FlowStatus* out) const;
   void startMem();
   void publishOom(std::span<const uint8_t> raw);  // decoder thread
-  std::optional<uint64_t> cgroupMemory(const std::string& path) const;
-  std::optional<uint64_t> cgroupMemoryPeak(const std::string& path) const;
+  // cgroupFigures: the cgroups' network bytes and memory charges too (the metrics' pod
+  // memory needs neither).
+  Expected<v1::GetAccountingResponse> accounting(const v1::GetAccountingRequest& request,
+                                                 bool cgroupFigures) const;
   api::MetricsSnapshot metricsSnapshot() const;  // a metrics scrape's view
 
   // Per record type (enum vigil_record_type), index 0 for types this agent does not know.
@@ -128,7 +130,8 @@ class Agent {
   std::string memcgV1Root_;  // the cgroup v1 memory controller's mount, on hybrid hosts
   std::unique_ptr<events::CgroupPaths> memcgV1Paths_;  // ids in it, when memcgV1Root_ is set
   std::string memcgDescription_;  // which cgroup memory figures GetAccounting gives (set once)
-  std::atomic<uint64_t> oomKills_{0};
+  // Where a cgroup's charge and peak are read: <root><path><file>; root "" when nowhere.
+  std::string memcgRoot_, memcgCurrentFile_, memcgPeakFile_;
   std::map<uint32_t, std::string> dropReasons_;       // set once at start
   EventHub flowHub_;
   std::atomic<uint64_t> flowTableEntries_{0};
