@@ -185,8 +185,10 @@ std::string formatTop(const v1::GetAccountingResponse& r, const std::string& gro
         if (!e.has_rss()) out[3] = {"-"};
         const int64_t agoNs = google::protobuf::util::TimeUtil::TimestampToNanoseconds(r.time()) -
                               google::protobuf::util::TimeUtil::TimestampToNanoseconds(e.time());
-        exited = formatDuration(std::chrono::nanoseconds(std::max<int64_t>(agoNs, 0))) + " ago, " +
-                 (e.signal() != 0 ? signalName(e.signal()) : "code " + std::to_string(e.exit_code()));
+        const std::string how = e.signal() != 0 ? signalName(e.signal())
+                                                : "code " + std::to_string(e.exit_code());
+        exited = formatDuration(std::chrono::nanoseconds(std::max<int64_t>(agoNs, 0))) +
+                 " ago, " + how;
       }
       if (exits) out.push_back({exited});
       rows.push_back(std::move(out));

@@ -42,7 +42,8 @@ Expected<std::unique_ptr<MemDataPath>> MemDataPath::open() {
   bpf_program__set_autoload(dp->skel_->progs.vigil_oom_victim, hasOom);
   if (oomArgs < 0) dp->oomUnavailable_ = "this kernel has no oom/mark_victim tracepoint";
   if (oomArgs >= 0 && !hasOom)
-    dp->oomUnavailable_ = "this kernel's oom/mark_victim passes only a pid (Linux 6.8+ passes the task)";
+    dp->oomUnavailable_ =
+        "this kernel's oom/mark_victim passes only a pid (Linux 6.8+ passes the task)";
   if (int err = vigil_mem::load(dp->skel_)) {
     // Should the kernel still refuse the OOM program, the iterator goes on without it.
     if (!hasOom) return Error(err, "load memory programs (see libbpf log)");

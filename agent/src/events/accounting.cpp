@@ -128,7 +128,8 @@ v1::GetAccountingResponse buildAccounting(std::span<const vigil_mem_task> tasks,
     }
     // Pods group their containers' cgroups; everything else groups by cgroup.
     const bool byPod = groupBy == "pod" && workload.kind() == "pod";
-    const std::string key = byPod ? "pod:" + workload.pod_uid() : "cgroup:" + std::to_string(t.cgroup_id);
+    const std::string key =
+        byPod ? "pod:" + workload.pod_uid() : "cgroup:" + std::to_string(t.cgroup_id);
     auto [it, fresh] = groups.try_emplace(key);
     v1::AccountingRow& row = it->second;
     if (fresh) {

@@ -1,6 +1,5 @@
 #include "events/cgroups.hpp"
 
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,10 +16,6 @@ constexpr size_t kMaxCachedCgroups = 65536;
 
 CgroupPaths::CgroupPaths(std::string mountPoint, std::string procRoot)
     : mountPoint_(std::move(mountPoint)), procRoot_(std::move(procRoot)) {}
-
-CgroupPaths::~CgroupPaths() {
-  if (mountFd_ >= 0) ::close(mountFd_);
-}
 
 std::optional<uint64_t> CgroupPaths::idOf(const std::string& relPath) const {
   if (mountPoint_.empty()) return std::nullopt;
@@ -66,9 +61,9 @@ std::optional<std::string> CgroupPaths::byHandle(uint64_t id) {
   // back its path. One syscall pair, however many cgroups the host has, and it works after
   // every process of the cgroup has gone (CAP_DAC_READ_SEARCH; the agent runs as root).
   if (handleUnsupported_) return std::nullopt;
-  if (mountFd_ < 0) {
-    mountFd_ = ::open(mountPoint_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (mountFd_ < 0) return std::nullopt;
+  if (mountFd_.get() < 0) {
+    mountFd_ = UniqueFd(::open(mountPoint_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (mountFd_.get() < 0) return std::nullopt;
   }
   struct {
     file_handle header;
@@ -77,14 +72,15 @@ std::optional<std::string> CgroupPaths::byHandle(uint64_t id) {
   handle.header.handle_bytes = sizeof(uint64_t);
   handle.header.handle_type = 0xfe;  // FILEID_KERNFS
   handle.id = id;
-  int fd = ::open_by_handle_at(mountFd_, &handle.header, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
+  UniqueFd fd(
+      ::open_by_handle_at(mountFd_.get(), &handle.header, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) {
     if (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS) handleUnsupported_ = true;
     return std::nullopt;
   }
   char buf[4096];
-  ssize_t n = ::readlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), buf, sizeof buf - 1);
-  ::close(fd);
+  const std::string link = "/proc/self/fd/" + std::to_string(fd.get());
+  ssize_t n = ::readlink(link.c_str(), buf, sizeof buf - 1);
   if (n <= 0) return std::nullopt;
   std::string path(buf, static_cast<size_t>(n));
   if (path == mountPoint_) return "/";

@@ -10,13 +10,14 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/unique_fd.hpp"
+
 namespace vigil::events {
 
 class CgroupPaths {
  public:
   // An empty mountPoint disables resolution (every path is "").
   CgroupPaths(std::string mountPoint, std::string procRoot);
-  ~CgroupPaths();
   CgroupPaths(const CgroupPaths&) = delete;
   CgroupPaths& operator=(const CgroupPaths&) = delete;
 
@@ -38,10 +39,10 @@ class CgroupPaths {
   std::string mountPoint_;
   std::string procRoot_;
   std::mutex mutex_;
-  std::unordered_map<uint64_t, std::string> cache_;  // guarded by mutex_
+  std::unordered_map<uint64_t, std::string> cache_;   // guarded by mutex_
   std::chrono::steady_clock::time_point lastScan_{};  // guarded by mutex_
-  int mountFd_ = -1;                                   // guarded by mutex_
-  bool handleUnsupported_ = false;                     // guarded by mutex_
+  UniqueFd mountFd_;                                  // guarded by mutex_
+  bool handleUnsupported_ = false;                    // guarded by mutex_
 };
 
 }  // namespace vigil::events

@@ -31,7 +31,4 @@ class EventFilter final : public EventMatcher {
   WorkloadSelector workloads_;  // namespaces and pods, OR'ed with each other
 };
 
-// The process an event is about, or nullptr for events without one.
-const v1::Process* processOf(const v1::Event& event);
-
 }  // namespace vigil::events

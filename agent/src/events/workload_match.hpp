@@ -11,6 +11,9 @@
 
 namespace vigil::events {
 
+// The process an event is about, or nullptr for events without one (events/filter.cpp).
+const v1::Process* processOf(const v1::Event& event);
+
 // Kubernetes names: lowercase letters, digits, '-' and '.', 1-253 characters.
 inline bool isKubernetesName(const std::string& s) {
   if (s.empty() || s.size() > 253) return false;
@@ -94,16 +97,9 @@ struct WorkloadSelector {
   }
   bool matches(const v1::Event& e) const {
     if (empty()) return true;
-    switch (e.event_case()) {
-      case v1::Event::kExec: return matches(e.exec().process().workload());
-      case v1::Event::kExit: return matches(e.exit().process().workload());
-      case v1::Event::kPolicy: return matches(e.policy().process().workload());
-      case v1::Event::kOomKill: return matches(e.oom_kill().process().workload());
-      case v1::Event::kFlow:
-        return matches(e.flow().source().workload()) ||
-               matches(e.flow().destination().workload());
-      default: return false;
-    }
+    if (const v1::Process* p = processOf(e)) return matches(p->workload());
+    return e.has_flow() &&
+           (matches(e.flow().source().workload()) || matches(e.flow().destination().workload()));
   }
 };
 

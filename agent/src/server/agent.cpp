@@ -839,7 +839,8 @@ std::array<uint64_t, Agent::kTypes> Agent::kernelLosses() const {
     }
   }
   if (mem_) {
-    if (auto stats = mem_->stats()) lost[VIGIL_REC_OOM_KILL] = stats.value()[VIGIL_MEM_STAT_OOM_LOST];
+    if (auto stats = mem_->stats())
+      lost[VIGIL_REC_OOM_KILL] = stats.value()[VIGIL_MEM_STAT_OOM_LOST];
   }
   return lost;
 }
@@ -1004,7 +1005,8 @@ void Agent::startMem() {
     return;
   }
   mem_ = std::move(dp.value());
-  if (!mem_->oomUnavailable().empty()) log::warn("OOM kill events unavailable: " + mem_->oomUnavailable());
+  if (!mem_->oomUnavailable().empty())
+    log::warn("OOM kill events unavailable: " + mem_->oomUnavailable());
   for (const auto& m : readMountInfo(config_.procRoot + "/self/mountinfo")) {
     if (m.fsType == "cgroup" && m.mountPoint.find("memory") != std::string::npos &&
         ::access((m.mountPoint + "/memory.usage_in_bytes").c_str(), R_OK) == 0)
@@ -1099,7 +1101,8 @@ void Agent::publishOom(std::span<const uint8_t> raw) {
   hub_.publish(EventPtr(std::move(ev)));
 }
 
-Expected<v1::GetAccountingResponse> Agent::accounting(const v1::GetAccountingRequest& request) const {
+Expected<v1::GetAccountingResponse> Agent::accounting(
+    const v1::GetAccountingRequest& request) const {
   return accounting(request, true);
 }
 
@@ -1132,7 +1135,8 @@ Expected<v1::GetAccountingResponse> Agent::accounting(const v1::GetAccountingReq
     // Checked above to lie in 1970..9999; past 2262 nanoseconds overflow, and nothing exited.
     const auto& s = request.since();
     constexpr int64_t kMaxSeconds = std::numeric_limits<int64_t>::max() / 1'000'000'000 - 1;
-    if (s.seconds() <= kMaxSeconds) ctx.exited = exits_.since(s.seconds() * 1'000'000'000 + s.nanos());
+    if (s.seconds() <= kMaxSeconds)
+      ctx.exited = exits_.since(s.seconds() * 1'000'000'000 + s.nanos());
   }
   if (cgroupFigures) {
     std::lock_guard lock(flowMutex_);
